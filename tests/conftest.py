@@ -1,0 +1,71 @@
+"""Shared fixtures. Environment for Ray is set before anything imports it."""
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    """A Wan2.1-I2V-shaped spec small enough to write and load in a second."""
+    from wanray.specs import DiTArch, ImageEncoderArch, ModelSpec, TextEncoderArch, VAEArch
+
+    return ModelSpec(
+        name="tiny",
+        dit=DiTArch(dim=48, in_dim=36, ffn_dim=64, text_dim=32, freq_dim=32, num_heads=2, num_layers=2,
+                    has_image_input=True),
+        text_encoder=TextEncoderArch(vocab=512, dim=32, dim_attn=32, dim_ffn=64, num_heads=2, num_layers=1,
+                                     text_len=32),
+        vae=VAEArch(dim=8),
+        image_encoder=ImageEncoderArch(vision_layers=1, vision_heads=16, vision_mlp_ratio=0.25, embed_dim=16),
+        default_height=64,
+        default_width=64,
+        default_steps=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_spec(tiny_spec):
+    """The Wan2.2-I2V-A14B layout (two experts, no CLIP) at tiny size."""
+    return dataclasses.replace(
+        tiny_spec,
+        name="tiny-moe",
+        dit=dataclasses.replace(tiny_spec.dit, has_image_input=False, require_clip_embedding=False),
+        image_encoder=None,
+        expert_dirs=("high_noise_model", "low_noise_model"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_spec):
+    from wanray.model_writer import write_random_model_dir
+
+    return write_random_model_dir(tmp_path_factory.mktemp("tiny_model"), tiny_spec, seed=1, shards=3)
+
+
+@pytest.fixture(scope="session")
+def embedded_generator():
+    from wanray import ModelConfig
+    from wanray.generation import WanGenerator
+
+    return WanGenerator.load(ModelConfig(model="embedded"))
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A fresh random photo-like PNG on disk."""
+    rng = np.random.default_rng()
+    arr = (rng.random((96, 80, 3)) * 255).astype("uint8")
+    path = tmp_path / "photo.png"
+    Image.fromarray(arr).save(path)
+    return path

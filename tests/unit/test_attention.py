@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from wanray.attention import BACKENDS, BackendUnavailable, install_attention, select_attention
+from wanray.cli_generate import ATTENTION_CHOICES
+
+
+def test_cli_choices_match_the_registry():
+    assert ATTENTION_CHOICES == ("auto", *BACKENDS)
+
+
+def test_auto_on_cpu_is_sdpa():
+    assert select_attention("auto", "cpu").name == "sdpa"
+
+
+def test_gpu_only_backend_on_cpu_says_so():
+    with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
+        select_attention("sage", "cpu")
+
+
+@pytest.mark.parametrize("name", ["flash3", "xformers"])
+def test_missing_backend_gives_install_hint(name):
+    with pytest.raises(BackendUnavailable, match="not installed: .*(flash-attention|pip install)"):
+        select_attention(name, "cuda")
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="choose one of: auto, sdpa"):
+        select_attention("fast", "cpu")
+
+
+def test_installed_backend_replaces_diffsynth_choice(monkeypatch):
+    """Even with sageattention 'importable', the DiT runs our selection (the CPU crash case)."""
+    from diffsynth.models import wan_video_dit
+
+    def broken_sage(*a, **k):
+        raise RuntimeError("Input tensors must be on cuda")
+
+    monkeypatch.setattr(wan_video_dit, "SAGE_ATTN_AVAILABLE", True)
+    monkeypatch.setattr(wan_video_dit, "sageattn", broken_sage, raising=False)
+    original = wan_video_dit.flash_attention
+    try:
+        assert install_attention("sdpa-math", "cpu") == "sdpa-math"
+        q, k, v = (torch.randn(2, 10, 4 * 8) for _ in range(3))
+        out = wan_video_dit.flash_attention(q, k, v, num_heads=4)
+        qh, kh, vh = (t.view(2, 10, 4, 8).transpose(1, 2).double() for t in (q, k, v))
+        ref = torch.softmax(qh @ kh.transpose(-1, -2) / 8**0.5, -1) @ vh
+        ref = ref.transpose(1, 2).reshape(2, 10, 32)
+        assert torch.allclose(out.double(), ref, atol=1e-5)
+    finally:
+        wan_video_dit.flash_attention = original
+        install_attention("auto", "cpu")

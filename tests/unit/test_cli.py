@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+import imageio.v3 as iio
+
+from wanray.cli import main
+
+
+def test_generate_writes_mp4_and_prints_path(photo, tmp_path, capsys):
+    out = tmp_path / "fairy.mp4"
+    code = main(["generate", "--image", str(photo), "--prompt", "a dancer", "--out", str(out), "--frames", "5",
+                 "--height", "64", "--width", "64", "--steps", "1", "--no-progress", "--seed", "3"])
+    assert code == 0
+    assert str(out.resolve()) in capsys.readouterr().out
+    assert iio.imread(out).shape == (5, 64, 64, 3)
+
+
+def test_bad_frames_fail_fast_with_the_fix(photo, tmp_path, capsys):
+    code = main(["generate", "--image", str(photo), "--prompt", "x", "--out", str(tmp_path / "a.mp4"),
+                 "--frames", "75"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "use 73 or 77" in err and "Traceback" not in err
+
+
+def test_missing_lora_file(photo, tmp_path, capsys):
+    code = main(["generate", "--image", str(photo), "--prompt", "x", "--out", str(tmp_path / "a.mp4"),
+                 "--lora", str(tmp_path / "missing.safetensors:0.7")])
+    assert code == 1 and "missing.safetensors' does not exist" in capsys.readouterr().err
+
+
+def test_help_explains_options():
+    out = subprocess.run([sys.executable, "-m", "wanray", "generate", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1"):
+        assert option in out.stdout

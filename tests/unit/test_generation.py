@@ -1,0 +1,100 @@
+"""End-to-end tiny generation on CPU with the embedded model."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from wanray.attention import BackendUnavailable
+from wanray.config import GenerationConfig, LoraRef
+from wanray.video import frames_to_array
+
+SMALL = dict(height=64, width=64, frames=9, steps=2)
+
+
+def _gen(generator, photo, **kw):
+    return generator.generate(GenerationConfig(image=photo, prompt="a girl dances the wave", **{**SMALL, **kw}))
+
+
+def test_generates_frames_of_the_requested_size_and_a_decodable_mp4(embedded_generator, photo, tmp_path):
+    calls = []
+    result = embedded_generator.generate(
+        GenerationConfig(image=photo, prompt="a boy dances the robot", fps=12, **SMALL),
+        progress=lambda i, n: calls.append((i, n)),
+    )
+    assert len(result.frames) == 9 and result.frames[0].size == (64, 64)
+    assert calls == [(1, 2), (2, 2)]
+    path = result.save(tmp_path / "out.mp4")
+    video = iio.imread(path)
+    assert video.shape == (9, 64, 64, 3)
+    assert iio.immeta(path)["fps"] == 12
+    assert result.info["attention"] == "sdpa" and result.info["steps"] == 2
+
+
+def test_same_seed_same_frames_other_seed_other_frames(embedded_generator, photo):
+    a = frames_to_array(_gen(embedded_generator, photo, seed=5).frames)
+    b = frames_to_array(_gen(embedded_generator, photo, seed=5).frames)
+    c = frames_to_array(_gen(embedded_generator, photo, seed=6).frames)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_vace_video_conditions_the_output(embedded_generator, photo):
+    rng = np.random.default_rng()
+    pose = [Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")) for _ in range(9)]
+    base = frames_to_array(_gen(embedded_generator, photo).frames)
+    vace = frames_to_array(_gen(embedded_generator, photo, vace_video=pose).frames)
+    assert vace.shape == base.shape and not np.array_equal(base, vace)
+
+
+def test_tea_cache_without_coefficients_is_refused(embedded_generator, photo):
+    with pytest.raises(BackendUnavailable, match="TeaCache needs coefficients"):
+        _gen(embedded_generator, photo, tea_cache=0.2)
+
+
+def _random_lora(dit, path, rank=4, scale=0.5):
+    state = {}
+    for i, block in enumerate(dit.blocks):
+        for name in ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "ffn.0", "ffn.2"):
+            layer = block.get_submodule(name)
+            out_f, in_f = layer.out_features, layer.in_features
+            state[f"blocks.{i}.{name}.lora_A.weight"] = torch.randn(rank, in_f) * scale
+            state[f"blocks.{i}.{name}.lora_B.weight"] = torch.randn(out_f, rank) * scale
+    save_file(state, str(path))
+    return path
+
+
+def test_lora_changes_output_and_unloading_restores_base(embedded_generator, photo, tmp_path):
+    lora = _random_lora(embedded_generator.pipe.dit, tmp_path / "style.safetensors")
+    base = frames_to_array(_gen(embedded_generator, photo).frames)
+    weights_before = embedded_generator.pipe.dit.blocks[0].self_attn.q.weight.clone()
+    styled = frames_to_array(_gen(embedded_generator, photo, loras=(LoraRef(path=lora, alpha=1.0),)).frames)
+    half = frames_to_array(_gen(embedded_generator, photo, loras=(LoraRef(path=lora, alpha=0.3),)).frames)
+    assert not np.array_equal(base, styled) and not np.array_equal(styled, half)
+    assert torch.equal(embedded_generator.pipe.dit.blocks[0].self_attn.q.weight, weights_before)
+    again = frames_to_array(_gen(embedded_generator, photo).frames)
+    assert np.array_equal(base, again)
+
+
+def test_lora_that_does_not_fit_the_model_is_refused(embedded_generator, photo, tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"blocks.99.self_attn.q.lora_A.weight": torch.zeros(2, 192),
+               "blocks.99.self_attn.q.lora_B.weight": torch.zeros(192, 2)}, str(path))
+    with pytest.raises(ValueError, match="not in the model"):
+        _gen(embedded_generator, photo, loras=(LoraRef(path=path),))
+    embedded_generator.set_loras(())
+
+
+def test_fp8_storage_stays_close_to_full_precision(photo):
+    from wanray import ModelConfig
+    from wanray.generation import WanGenerator
+
+    base = WanGenerator.load(ModelConfig())
+    fp8 = WanGenerator.load(ModelConfig(fp8_storage=True))
+    assert fp8.fp8_storage and type(fp8.pipe.dit.blocks[0].ffn[0]).__name__ == "Fp8StorageLinear"
+    a = frames_to_array(_gen(base, photo).frames).astype(float)
+    b = frames_to_array(_gen(fp8, photo).frames).astype(float)
+    assert np.abs(a - b).mean() < 4.0  # out of 255: FP8 rounding, not a different video
+    assert _gen(fp8, photo).info["fp8_storage"] is True

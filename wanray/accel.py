@@ -1,0 +1,145 @@
+"""Switchable accelerations besides attention: TeaCache, FP8 weight storage, LoRA hot-swapping.
+
+Each is a switch with a CPU-safe path; an explicit request that cannot run raises with what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from wanray.attention import BackendUnavailable
+from wanray.specs import NAMED_SPECS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+# -- TeaCache --
+
+
+def tea_cache_model_id(spec: ModelSpec, threshold: float | None) -> str | None:
+    """DiffSynth's TeaCache coefficient set for this model, or an error if TeaCache was asked for and has none."""
+    if threshold is None:
+        return None
+    if spec.tea_cache_model_id is None:
+        calibrated = [n for n in NAMED_SPECS if NAMED_SPECS[n]().tea_cache_model_id]
+        raise BackendUnavailable(
+            f"TeaCache needs coefficients calibrated for the model; {spec.name!r} has none "
+            f"(calibrated: {', '.join(calibrated)}). Drop --tea-cache for this model."
+        )
+    log.info("TeaCache on: threshold %.3f, coefficients %s", threshold, spec.tea_cache_model_id)
+    return spec.tea_cache_model_id
+
+
+# -- FP8 weight storage --
+
+
+class Fp8StorageLinear(torch.nn.Module):
+    """A Linear whose weight is stored as float8 e4m3 with one scale per output row, upcast per call."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach()
+        self.compute_dtype = weight.dtype
+        # scale each row to e4m3's range (max 448); keeps ~2 significant digits per weight.
+        scale = weight.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0  # [out, 1]
+        self.register_buffer("weight_fp8", (weight.float() / scale).to(torch.float8_e4m3fn))
+        self.register_buffer("scale", scale)
+        self.bias = linear.bias
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = (self.weight_fp8.to(torch.float32) * self.scale).to(x.dtype)
+        return torch.nn.functional.linear(x, weight, self.bias.to(x.dtype) if self.bias is not None else None)
+
+
+def apply_fp8_storage(dit: torch.nn.Module) -> int:
+    """Store the DiT blocks' linear weights in FP8 (attention, cross-attention, FFN). Returns layers changed."""
+    changed = 0
+    for block in dit.blocks:
+        for name, module in list(block.named_modules()):
+            if isinstance(module, torch.nn.Linear):
+                parent_name, _, child = name.rpartition(".")
+                parent = block.get_submodule(parent_name) if parent_name else block
+                setattr(parent, child, Fp8StorageLinear(module))
+                changed += 1
+    log.info("FP8 weight storage: %d linear layers stored as float8_e4m3fn", changed)
+    return changed
+
+
+# -- LoRA hot-swapping (DiffSynth's hot-load wrappers: base weights stay untouched) --
+
+
+def load_lora(pipe, dit: torch.nn.Module, path: Path, alpha: float) -> int:
+    """Add a LoRA to ``dit`` without changing its weights; returns how many layers it patched."""
+    from diffsynth.core import LoRAHotLoadMixin
+    from diffsynth.core.loader.file import load_state_dict
+
+    wrapped = pipe.enable_lora_hot_loading(dit)
+    if wrapped is not dit:
+        raise RuntimeError("DiffSynth returned a new module for LoRA hot-loading; expected in-place wrapping")
+    raw = load_state_dict(str(path), torch_dtype=pipe.torch_dtype, device=pipe.device)
+    lora = pipe.lora_loader(torch_dtype=pipe.torch_dtype, device=pipe.device).convert_state_dict(raw)
+    if not lora:
+        raise ValueError(f"{path}: holds no LoRA weights (expected keys like blocks.0.self_attn.q.lora_A.weight)")
+    patched = 0
+    for module in dit.modules():
+        if isinstance(module, LoRAHotLoadMixin):
+            a, b = f"{module.name}.lora_A.weight", f"{module.name}.lora_B.weight"
+            if a in lora and b in lora:
+                module.lora_A_weights.append(lora[a] * alpha)
+                module.lora_B_weights.append(lora[b])
+                patched += 1
+    targets = {k.rsplit(".lora_", 1)[0] for k in lora}
+    if patched < len(targets):
+        raise ValueError(f"{path}: {len(targets) - patched} of its {len(targets)} layers are not in the model")
+    return patched
+
+
+def clear_loras(pipe) -> None:
+    from diffsynth.core import LoRAHotLoadMixin
+
+    for module in pipe.modules():
+        if isinstance(module, LoRAHotLoadMixin):
+            module.lora_A_weights.clear()
+            module.lora_B_weights.clear()
+
+
+# -- CPU conv3d --
+
+
+def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Conv3d as a sum over temporal taps of batched conv2d: same arithmetic, and on CPU ~3x faster than
+    torch's conv3d, which falls back to its slow im2col kernel there. Other devices use conv3d as is."""
+    if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1, 1) or self.padding_mode != "zeros":
+        return torch.nn.functional.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+    pt, ph, pw = self.padding
+    if pt:
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, pt, pt))
+    st, sh, sw = self.stride
+    kt = weight.shape[2]
+    b, c, t = x.shape[:3]
+    t_out = (t - kt) // st + 1
+    out = None
+    for dt in range(kt):
+        xt = x[:, :, dt : dt + st * (t_out - 1) + 1 : st]  # [B, C, T_out, H, W]
+        xt = xt.transpose(1, 2).reshape(b * t_out, c, *x.shape[3:])
+        y = torch.nn.functional.conv2d(xt, weight[:, :, dt], None, (sh, sw), (ph, pw))  # [B*T_out, O, H', W']
+        out = y if out is None else out + y
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out.reshape(b, t_out, *out.shape[1:]).transpose(1, 2)  # [B, O, T_out, H', W']
+
+
+def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
+    """Route every Conv3d of ``module`` through ``_conv3d_as_conv2d`` (a no-op off the CPU)."""
+    import types
+
+    changed = 0
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv3d):
+            m._conv_forward = types.MethodType(_conv3d_as_conv2d, m)
+            changed += 1
+    return changed

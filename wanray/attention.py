@@ -1,0 +1,191 @@
+"""Attention backends for the Wan DiT, chosen by us rather than by whatever happens to import.
+
+DiffSynth's DiT calls one module-level function, ``wan_video_dit.flash_attention(q, k, v, num_heads)``,
+and picks FA3 > FA2 > sageattention > SDPA by what imports (so sageattention installed crashes CPU runs).
+``install_attention(name)`` points that hook at the backend we selected instead.
+
+Backends: ``sdpa`` (torch SDPA, lets torch choose its kernel), ``sdpa-flash``, ``sdpa-cudnn``,
+``sdpa-efficient``, ``sdpa-math`` (SDPA pinned to one kernel), ``sage`` (sageattention), ``flash2``
+(flash-attn), ``flash3`` (FlashAttention-3, ``flash_attn_interface``), ``xformers``. ``auto`` picks the
+fastest available for the device: on CPU always ``sdpa``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+# q, k, v: [batch, seq, heads * head_dim] -> [batch, seq, heads * head_dim]
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+class BackendUnavailable(RuntimeError):
+    """An explicitly requested acceleration cannot run here."""
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    name: str
+    needs_cuda: bool
+    module: str | None  # the import that must succeed
+    install: str  # how to get it
+    build: Callable[[], AttentionFn]
+
+    def available(self, device: torch.device) -> bool:
+        if self.needs_cuda and device.type != "cuda":
+            return False
+        return self.module is None or importlib.util.find_spec(self.module) is not None
+
+
+def _heads_first(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    b, s, _ = x.shape
+    return x.view(b, s, num_heads, -1).transpose(1, 2)  # [b, n, s, d]
+
+
+def _heads_last(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    b, s, _ = x.shape
+    return x.view(b, s, num_heads, -1)  # [b, s, n, d]
+
+
+def _merge_heads_first(x: torch.Tensor) -> torch.Tensor:
+    b, n, s, d = x.shape
+    return x.transpose(1, 2).reshape(b, s, n * d)
+
+
+def _merge_heads_last(x: torch.Tensor) -> torch.Tensor:
+    b, s, n, d = x.shape
+    return x.reshape(b, s, n * d)
+
+
+def _sdpa(kernel: str | None) -> Callable[[], AttentionFn]:
+    def build() -> AttentionFn:
+        context = None
+        if kernel is not None:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            backend = {
+                "flash": SDPBackend.FLASH_ATTENTION,
+                "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "math": SDPBackend.MATH,
+            }[kernel]
+            context = lambda: sdpa_kernel([backend])  # noqa: E731
+
+        def attention(q, k, v, num_heads):
+            q, k, v = (_heads_first(t, num_heads) for t in (q, k, v))
+            if context is None:
+                out = F.scaled_dot_product_attention(q, k, v)
+            else:
+                with context():
+                    out = F.scaled_dot_product_attention(q, k, v)
+            return _merge_heads_first(out)
+
+        return attention
+
+    return build
+
+
+def _sage() -> AttentionFn:
+    from sageattention import sageattn
+
+    def attention(q, k, v, num_heads):
+        q, k, v = (_heads_first(t, num_heads) for t in (q, k, v))
+        return _merge_heads_first(sageattn(q, k, v, tensor_layout="HND"))
+
+    return attention
+
+
+def _flash2() -> AttentionFn:
+    import flash_attn
+
+    def attention(q, k, v, num_heads):
+        q, k, v = (_heads_last(t, num_heads) for t in (q, k, v))
+        return _merge_heads_last(flash_attn.flash_attn_func(q, k, v))
+
+    return attention
+
+
+def _flash3() -> AttentionFn:
+    import flash_attn_interface
+
+    def attention(q, k, v, num_heads):
+        q, k, v = (_heads_last(t, num_heads) for t in (q, k, v))
+        out = flash_attn_interface.flash_attn_func(q, k, v)
+        return _merge_heads_last(out[0] if isinstance(out, tuple) else out)
+
+    return attention
+
+
+def _xformers() -> AttentionFn:
+    import xformers.ops
+
+    def attention(q, k, v, num_heads):
+        q, k, v = (_heads_last(t, num_heads) for t in (q, k, v))
+        return _merge_heads_last(xformers.ops.memory_efficient_attention(q, k, v))
+
+    return attention
+
+
+BACKENDS: dict[str, AttentionBackend] = {
+    b.name: b
+    for b in [
+        AttentionBackend("sdpa", False, None, "(built into torch)", _sdpa(None)),
+        AttentionBackend("sdpa-math", False, None, "(built into torch)", _sdpa("math")),
+        AttentionBackend("sdpa-flash", True, None, "a CUDA build of torch", _sdpa("flash")),
+        AttentionBackend("sdpa-cudnn", True, None, "a CUDA build of torch with cuDNN", _sdpa("cudnn")),
+        AttentionBackend("sdpa-efficient", True, None, "a CUDA build of torch", _sdpa("efficient")),
+        AttentionBackend("sage", True, "sageattention", "pip install 'wanray[gpu]' (sageattention)", _sage),
+        AttentionBackend("flash2", True, "flash_attn", "pip install flash-attn --no-build-isolation", _flash2),
+        AttentionBackend(
+            "flash3", True, "flash_attn_interface",
+            "build FlashAttention-3 from github.com/Dao-AILab/flash-attention (hopper/ folder)", _flash3,
+        ),
+        AttentionBackend("xformers", True, "xformers", "pip install xformers", _xformers),
+    ]
+}
+
+# Fastest first, on Hopper, by bench/attention.py (bench/results/); CPU always takes sdpa.
+AUTO_ORDER_CUDA = ("flash3", "sdpa-cudnn", "flash2", "sdpa-flash", "sdpa")
+
+
+def select_attention(name: str, device: torch.device | str) -> AttentionBackend:
+    """The backend to run: ``auto`` -> best available; an explicit name must be available or this raises."""
+    device = torch.device(device)
+    if name == "auto":
+        order = AUTO_ORDER_CUDA if device.type == "cuda" else ("sdpa",)
+        for candidate in order:
+            if BACKENDS[candidate].available(device):
+                return BACKENDS[candidate]
+        return BACKENDS["sdpa"]
+    if name not in BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    backend = BACKENDS[name]
+    if backend.needs_cuda and device.type != "cuda":
+        raise BackendUnavailable(
+            f"attention backend {name!r} needs a CUDA GPU, but the device is {device}; use --attention auto or sdpa"
+        )
+    if not backend.available(device):
+        raise BackendUnavailable(f"attention backend {name!r} is not installed: {backend.install}")
+    return backend
+
+
+def install_attention(name: str, device: torch.device | str) -> str:
+    """Route every attention call of DiffSynth's Wan DiT (and VACE) through the selected backend."""
+    from diffsynth.models import wan_video_dit
+
+    backend = select_attention(name, device)
+    fn = backend.build()
+
+    def flash_attention(q, k, v, num_heads, compatibility_mode=False):
+        return fn(q, k, v, num_heads)
+
+    wan_video_dit.flash_attention = flash_attention
+    log.info("attention: %s (requested %s, device %s)", backend.name, name, torch.device(device))
+    return backend.name

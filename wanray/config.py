@@ -1,0 +1,104 @@
+"""Typed configs for loading a model and generating a video."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wanray.specs import DEFAULT_NEGATIVE_PROMPT
+
+# The seed's product target: 5 s at 15 fps. Wan needs 4n+1 frames; 75 is not, 77 is (5.13 s).
+DEFAULT_FPS = 15
+DEFAULT_FRAMES = 77
+# DiffSynth's (and the seed's) tiled-VAE defaults, in latent units (x8 pixels).
+DEFAULT_TILE_SIZE = (30, 52)
+DEFAULT_TILE_STRIDE = (15, 26)
+
+
+@dataclass(kw_only=True, frozen=True)
+class LoraRef:
+    """A LoRA file and the strength to apply it with."""
+
+    path: Path
+    alpha: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "LoraRef":
+        """``PATH`` or ``PATH:ALPHA`` (as on the command line)."""
+        path, sep, alpha = text.rpartition(":")
+        if sep and path and _is_float(alpha):
+            return cls(path=Path(path), alpha=float(alpha))
+        return cls(path=Path(text))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(kw_only=True, frozen=True)
+class ModelConfig:
+    """Which model to load, where, and with which accelerations.
+
+    Attributes:
+        model: a spec name (``embedded``, ``wan2.1-i2v-14b-720p``, ``wan2.2-i2v-a14b``) or a model directory.
+        model_spec: the spec of ``model`` when it is a directory that cannot be recognised by itself.
+        device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``bfloat16``, ``float16``, ``float32``.
+        attention: attention backend (see ``wanray.attention``), ``auto`` picks the best available.
+        fp8_storage: keep the DiT's linear weights in float8 (e4m3) and upcast per layer: ~half the memory.
+    """
+
+    model: str = "embedded"
+    model_spec: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    fp8_storage: bool = False
+
+
+@dataclass(kw_only=True, frozen=True)
+class GenerationConfig:
+    """One image-to-video request. ``None`` sizes and steps take the model's defaults.
+
+    Attributes:
+        image: the first frame (a photo of the person): a path or a PIL image.
+        prompt: what the video shows.
+        negative_prompt: what to steer away from (default: the Wan team's standard negative prompt).
+        end_image: optional last frame.
+        control_video: optional control video (e.g. the pose skeleton), read frame by frame.
+        vace_video / vace_video_mask / vace_reference_image: VACE conditioning, as DiffSynth takes it.
+        seed: noise seed; the same seed gives the same frames on CPU.
+        height / width: multiples of 16.
+        frames: 4n+1 (Wan's VAE compresses time 4x); 77 at 15 fps is 5.1 s.
+        fps: frame rate of the written video.
+        steps: denoising steps; cfg: classifier-free guidance scale (1 disables the negative pass).
+        tea_cache: TeaCache relative-L1 threshold (None: off); needs calibrated coefficients for the model.
+        tiled_vae: encode/decode the VAE in overlapping tiles (less memory, same result up to blending).
+    """
+
+    image: object
+    prompt: str
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    end_image: object | None = None
+    control_video: object | None = None
+    vace_video: object | None = None
+    vace_video_mask: object | None = None
+    vace_reference_image: object | None = None
+    vace_scale: float = 1.0
+    seed: int = 0
+    height: int | None = None
+    width: int | None = None
+    frames: int = DEFAULT_FRAMES
+    fps: int = DEFAULT_FPS
+    steps: int | None = None
+    cfg: float | None = None
+    sigma_shift: float | None = None
+    tea_cache: float | None = None
+    tiled_vae: bool = True
+    tile_size: tuple[int, int] = DEFAULT_TILE_SIZE
+    tile_stride: tuple[int, int] = DEFAULT_TILE_STRIDE
+    loras: tuple[LoraRef, ...] = field(default_factory=tuple)

@@ -1,0 +1,239 @@
+"""The generation adapter: our typed configs in, DiffSynth's ``WanVideoPipeline`` does the denoising.
+
+    from wanray import GenerationConfig, ModelConfig, WanGenerator
+    gen = WanGenerator.load(ModelConfig(model="embedded"))
+    result = gen.generate(GenerationConfig(image="photo.jpg", prompt="an anime girl dancing"))
+    result.save("fairy.mp4")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+from PIL import Image
+
+from wanray import accel
+from wanray.attention import BackendUnavailable, install_attention
+from wanray.config import GenerationConfig, LoraRef, ModelConfig
+from wanray.inputs import PreparedRequest, prepare
+from wanray.loading import WanComponents, load_model_dir
+from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
+from wanray.video import write_mp4
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL_DIR = Path(__file__).parent / "embedded_model"
+# Where `--model wan2.1-i2v-14b-720p` looks for user-supplied weights: $WANRAY_MODEL_DIR/<published folder>.
+PUBLISHED_FOLDERS = {"wan2.1-i2v-14b-720p": "Wan2.1-I2V-14B-720P", "wan2.2-i2v-a14b": "Wan2.2-I2V-A14B"}
+
+ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
+
+
+def resolve_model(model: str, model_spec: str | None = None) -> tuple[Path, ModelSpec]:
+    """A spec name or a directory -> (directory, spec). Never downloads anything."""
+    if model == "embedded":
+        return EMBEDDED_MODEL_DIR, spec_for_dir(EMBEDDED_MODEL_DIR)
+    if model in NAMED_SPECS:
+        root = os.environ.get("WANRAY_MODEL_DIR")
+        folder = PUBLISHED_FOLDERS[model]
+        if root and (Path(root) / folder).is_dir():
+            return Path(root) / folder, get_spec(model)
+        raise FileNotFoundError(
+            f"the {model} weights are not bundled and are never downloaded; download Wan-AI/{folder} yourself, "
+            f"then pass --model /path/to/{folder} (or set WANRAY_MODEL_DIR to the folder that holds {folder}/)"
+        )
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"--model {model!r} is neither a known spec ({', '.join(NAMED_SPECS)}) nor a directory")
+    return path, get_spec(model_spec) if model_spec else spec_for_dir(path)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        # bf16 conv3d (the VAE) is 10-20x slower than float32 on CPU.
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
+
+
+@dataclass
+class GenerationResult:
+    frames: list[Image.Image]  # T RGB frames of height x width
+    fps: int
+    seconds: float
+    info: dict = field(default_factory=dict)  # what actually ran: backends, switches, sizes
+
+    def save(self, path: Path | str) -> Path:
+        return write_mp4(self.frames, path, self.fps)
+
+
+class WanGenerator:
+    """A loaded Wan I2V pipeline (base model plus swappable LoRAs)."""
+
+    def __init__(self, pipe, components: WanComponents, device: torch.device, dtype: torch.dtype, attention: str):
+        self.pipe = pipe
+        self.spec = components.spec
+        self.components = components
+        self.device = device
+        self.dtype = dtype
+        self.attention = attention
+        self.fp8_storage = False
+        self.loras: tuple[LoraRef, ...] = ()
+
+    @classmethod
+    def load(cls, config: ModelConfig = ModelConfig()) -> "WanGenerator":
+        """Check and load the model's files, select accelerations, build the pipeline."""
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
+        attention = install_attention(config.attention, device)
+        root, spec = resolve_model(config.model, config.model_spec)
+        started = time.perf_counter()
+        components = load_model_dir(root, spec, dtype)
+        generator = cls(build_pipeline(components, device, dtype), components, device, dtype, attention)
+        if config.fp8_storage:
+            for dit in components.dits:
+                accel.apply_fp8_storage(dit)
+            generator.fp8_storage = True
+        log.info("model %s ready on %s in %.1f s", spec.name, device, time.perf_counter() - started)
+        return generator
+
+    # -- LoRA --
+    def set_loras(self, loras: Sequence[LoraRef]) -> None:
+        """Make exactly these LoRAs active (hot-swapped: the base weights are never changed)."""
+        loras = tuple(loras)
+        if loras == self.loras:
+            return
+        for lora in loras:
+            if not Path(lora.path).is_file():
+                raise FileNotFoundError(f"LoRA file {str(lora.path)!r} does not exist")
+        accel.clear_loras(self.pipe)
+        for lora in loras:
+            for dit in self._dits():
+                accel.load_lora(self.pipe, dit, Path(lora.path), lora.alpha)
+        self.loras = loras
+        log.info("LoRAs active: %s", ", ".join(f"{l.path.name}:{l.alpha}" for l in loras) or "none")
+
+    def _dits(self) -> list[torch.nn.Module]:
+        return [d for d in (self.pipe.dit, self.pipe.dit2) if d is not None]
+
+    # -- generation --
+    def generate(
+        self,
+        config: GenerationConfig,
+        progress: ProgressFn | None = None,
+        show_progress: bool = False,
+    ) -> GenerationResult:
+        request = prepare(config, self.spec)
+        tea_model = accel.tea_cache_model_id(self.spec, config.tea_cache)
+        self.set_loras(config.loras)
+        started = time.perf_counter()
+        frames = self.pipe(
+            prompt=config.prompt,
+            negative_prompt=config.negative_prompt,
+            input_image=request.image,
+            end_image=request.end_image,
+            control_video=request.control_video,
+            vace_video=request.vace_video,
+            vace_video_mask=request.vace_video_mask,
+            vace_reference_image=request.vace_reference_image,
+            vace_scale=config.vace_scale,
+            seed=config.seed,
+            rand_device="cpu",
+            height=request.height,
+            width=request.width,
+            num_frames=request.frames,
+            cfg_scale=request.cfg,
+            num_inference_steps=request.steps,
+            sigma_shift=request.sigma_shift,
+            switch_DiT_boundary=self.spec.expert_boundary,
+            tiled=config.tiled_vae,
+            tile_size=tuple(config.tile_size),
+            tile_stride=tuple(config.tile_stride),
+            tea_cache_l1_thresh=config.tea_cache,
+            tea_cache_model_id=tea_model or "",
+            progress_bar_cmd=_progress_wrapper(progress, show_progress),
+        )
+        seconds = time.perf_counter() - started
+        info = self._info(request, config, tea_model, seconds)
+        log.info("generated %s", info)
+        return GenerationResult(frames=list(frames), fps=config.fps, seconds=seconds, info=info)
+
+    def _info(self, request: PreparedRequest, config: GenerationConfig, tea_model: str | None, seconds: float) -> dict:
+        return {
+            "model": self.spec.name,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "attention": self.attention,
+            "tea_cache": {"threshold": config.tea_cache, "model_id": tea_model} if tea_model else None,
+            "tiled_vae": {"tile_size": list(config.tile_size), "tile_stride": list(config.tile_stride)}
+            if config.tiled_vae
+            else None,
+            "fp8_storage": self.fp8_storage,
+            "loras": [{"path": str(l.path), "alpha": l.alpha} for l in self.loras],
+            "height": request.height,
+            "width": request.width,
+            "frames": request.frames,
+            "steps": request.steps,
+            "cfg": request.cfg,
+            "seed": config.seed,
+            "seconds": round(seconds, 3),
+        }
+
+
+def build_pipeline(components: WanComponents, device: torch.device, dtype: torch.dtype):
+    """Put loaded modules into DiffSynth's WanVideoPipeline, as its ``from_pretrained`` would."""
+    from diffsynth.models.wan_video_text_encoder import HuggingfaceTokenizer
+    from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+    spec = components.spec
+    pipe = WanVideoPipeline(device=str(device), torch_dtype=dtype)
+    pipe.text_encoder = components.text_encoder.to(device)
+    pipe.vae = components.vae.to(device)
+    pipe.image_encoder = components.image_encoder.to(device) if components.image_encoder is not None else None
+    pipe.dit = components.dits[0].to(device)
+    pipe.dit2 = components.dits[1].to(device) if len(components.dits) > 1 else None
+    if components.vaces:
+        pipe.vace = components.vaces[0].to(device)
+        pipe.vace2 = components.vaces[1].to(device) if len(components.vaces) > 1 else None
+    pipe.height_division_factor = pipe.width_division_factor = pipe.vae.upsampling_factor * 2
+    pipe.tokenizer = HuggingfaceTokenizer(
+        name=str(components.tokenizer_dir), seq_len=spec.text_encoder.text_len, clean="whitespace"
+    )
+    pipe.vram_management_enabled = False
+    return pipe
+
+
+def _progress_wrapper(progress: ProgressFn | None, show: bool):
+    """DiffSynth calls ``progress_bar_cmd(timesteps)``: report each step, optionally with a tqdm bar."""
+
+    def wrap(timesteps: Iterable):
+        items = list(timesteps)
+        total = len(items)
+        iterator = items
+        if show:
+            from tqdm import tqdm
+
+            iterator = tqdm(items, desc="denoising", unit="step")
+        for i, item in enumerate(iterator):
+            yield item
+            if progress is not None:
+                progress(i + 1, total)
+
+    return wrap
