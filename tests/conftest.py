@@ -69,3 +69,29 @@ def photo(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(arr).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (head node with dashboard) for the whole test session.
+
+    Started like ``wanray cluster up`` does (``ray start --head`` in its own process session), so job
+    submission, Serve and the State API work as on a real cluster, and stopping it touches no other
+    Ray on the machine. Logical CPUs are declared above the 2 physical cores so Ray Data and Ray Train
+    workers can run side by side (2 workers x 1 CPU on 2 CPUs hangs Ray Data). The driver in this
+    process is connected; yields the LocalCluster.
+    """
+    import ray
+
+    from wanray.raycluster.local import start_head, stop
+
+    cluster = start_head(num_cpus=8)
+    os.environ["RAY_ADDRESS"] = cluster.address
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        leftovers = stop(cluster)
+        assert not leftovers, f"Ray processes left behind: {leftovers}"
