@@ -1,0 +1,511 @@
+"""Rank models on a dataset split: generate every entry with every model as a Ray job, score, write a leaderboard.
+
+    wanray eval --models base,lora=base+runs/lora/lora.safetensors,full=runs/full/model \\
+        --dataset data/dance --split test --out outputs/eval [--ratings ratings.csv] \\
+        [--frames 77 --height 720 --width 1280 --steps 50 --seed 0] [--base-model embedded]
+    wanray eval --rescore outputs/eval --ratings ratings.csv       # new ratings, no generation
+
+As a Ray job (the same arguments)::
+
+    ray job submit --address http://HEAD:8265 -- python -m wanray.training.evaluate --models base,... \\
+        --dataset /shared/data/dance --out /shared/eval
+
+How models are named (``--models``, comma-separated or repeated): ``NAME=SPEC`` where SPEC is a base
+model optionally followed by LoRAs, ``BASE[+LORA.safetensors[:ALPHA]]...``. BASE is ``base`` (the run's
+``--base-model``, default ``embedded``), a spec name (``embedded``, ``wan2.1-i2v-14b-720p``,
+``wan2.2-i2v-a14b``) or a model directory (e.g. a full fine-tune's export). A bare ``base`` means
+``base=base``; a bare spec name means ``NAME=NAME``. NAME ([A-Za-z0-9._-], up to 64) names the
+model's files and rows. So ``--models base,lora=base+runs/lora/lora.safetensors:0.8,full=runs/full/model``.
+
+Each model gets one Ray actor (1 GPU when the cluster has GPUs, else CPUs) that loads it once and then
+generates the split's entries one after another, computing PSNR/SSIM against the entry's reference
+video on the actor; the driver writes into ``--out``: ``videos/MODEL/ENTRY.mp4``,
+``side_by_side/ENTRY.mp4`` (input photo | reference | each model, labelled), ``results.json``
+(metrics and what ran, for ``--rescore``), ``ratings_template.csv``, and the leaderboard
+(``leaderboard.csv``, ``entries.csv``, ``leaderboard.md``, ``leaderboard.png``). The reference is
+fitted (centre crop + resize) to the generated size, as training data is; an entry's pose video
+(``vace_video``, else ``control_video``) conditions models with a VACE branch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from wanray.config import DEFAULT_FPS, DEFAULT_FRAMES, LoraRef
+from wanray.inputs import FUN_CONTROL_IN_DIM, InvalidInput, check_frames, check_size, load_frames, load_image
+from wanray.scoring import ScoreTable, ratings_template, read_ratings, score_table
+from wanray.specs import NAMED_SPECS
+
+log = logging.getLogger(__name__)
+
+BASE_ALIAS = "base"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SPLITS = ("test", "train", "all")
+RESULTS_JSON = "results.json"
+RATINGS_TEMPLATE = "ratings_template.csv"
+
+
+# -- which models --
+
+
+@dataclass(kw_only=True, frozen=True)
+class EvalModel:
+    """One contestant: a base model (spec name or directory) plus optional LoRAs, under a file-safe name."""
+
+    name: str
+    model: str
+    loras: tuple[LoraRef, ...] = ()
+    spec: str = ""  # as written on the command line, for the leaderboard
+
+    def __post_init__(self) -> None:
+        if not MODEL_NAME.match(self.name):
+            raise ValueError(
+                f"model name {self.name!r} must be 1-64 letters, digits, '.', '_' or '-' (it names files), "
+                f"starting with a letter or digit"
+            )
+
+    @classmethod
+    def parse(cls, text: str, base_model: str = "embedded") -> "EvalModel":
+        """``NAME=BASE[+LORA[:ALPHA]]...``, or a bare ``base`` / spec name (see the module docstring)."""
+        text = text.strip()
+        name, sep, spec = text.partition("=")
+        if not sep:
+            if text != BASE_ALIAS and text not in NAMED_SPECS:
+                raise ValueError(
+                    f"model {text!r} needs a spec: write {text}={BASE_ALIAS}+PATH.safetensors[:ALPHA] for a LoRA on the "
+                    f"base model, or {text}=PATH/TO/MODEL_DIR for a fully fine-tuned model (bare names allowed: "
+                    f"{BASE_ALIAS}, {', '.join(NAMED_SPECS)})"
+                )
+            name = spec = text
+        name, spec = name.strip(), spec.strip()
+        base, *lora_parts = [p.strip() for p in spec.split("+")]
+        if not base or any(not p for p in lora_parts):
+            raise ValueError(f"model {text!r}: empty part in {spec!r}; the form is NAME=BASE[+LORA.safetensors[:ALPHA]]...")
+        loras = tuple(LoraRef.parse(p) for p in lora_parts)
+        for lora in loras:
+            if Path(lora.path).suffix != ".safetensors":
+                raise ValueError(f"model {name!r}: LoRA {str(lora.path)!r} must be a .safetensors file")
+        return cls(name=name, model=base_model if base == BASE_ALIAS else base, loras=loras, spec=spec)
+
+
+def parse_models(values: Sequence[str], base_model: str = "embedded") -> tuple[EvalModel, ...]:
+    """Every ``--models`` value, split at commas (so model paths cannot contain commas)."""
+    if base_model == BASE_ALIAS:
+        raise ValueError(f"--base-model must be a spec name or a directory, not {BASE_ALIAS!r}")
+    items = [item for value in values for item in value.split(",") if item.strip()]
+    return tuple(EvalModel.parse(item, base_model) for item in items)
+
+
+# -- the job's config --
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """An evaluation run.
+
+    Attributes:
+        models: the contestants, in the order they appear in the side-by-side videos.
+        dataset: dataset root holding ``metadata.csv`` (paths in it are relative to the root).
+        out: where results go (created).
+        split: ``test`` (the 1-in-10 held-out split), ``train`` or ``all``.
+        ratings: optional ratings CSV (see ``wanray.scoring``); without it every total is partial.
+        max_entries: evaluate only the first N entries of the split (by id): for smoke runs.
+        frames / height / width / steps / cfg / seed / fps: the generation request for every entry
+            (None: the model's default size, steps and cfg).
+        device: ``auto`` (CUDA when the cluster has GPUs), ``cpu`` or ``cuda``.
+        gpus_per_model / cpus_per_model: resources of each model's actor (None GPUs: 1 if the cluster has any).
+        attention: attention backend for every model (see ``wanray.attention``).
+        address: Ray address to connect to (None: ``RAY_ADDRESS``, else a local Ray).
+    """
+
+    models: tuple[EvalModel, ...]
+    dataset: Path
+    out: Path
+    split: str = "test"
+    ratings: Path | None = None
+    max_entries: int | None = None
+    frames: int = DEFAULT_FRAMES
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    seed: int = 0
+    fps: int = DEFAULT_FPS
+    device: str = "auto"
+    gpus_per_model: float | None = None
+    cpus_per_model: float = 1.0
+    attention: str = "auto"
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        self.dataset, self.out = Path(self.dataset), Path(self.out)
+        self.ratings = Path(self.ratings) if self.ratings is not None else None
+        if not self.models:
+            raise ValueError("give at least one model (--models base,...)")
+        names = [m.name for m in self.models]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(repeated)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        check_frames(self.frames)
+        if (self.height is None) != (self.width is None):
+            raise ValueError("give both --height and --width, or neither (the models' default size)")
+        if self.height is not None:
+            check_size(self.height, self.width)
+        if self.max_entries is not None and self.max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {self.max_entries}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.cpus_per_model <= 0 or (self.gpus_per_model is not None and self.gpus_per_model < 0):
+            raise ValueError("cpus_per_model must be > 0 and gpus_per_model >= 0")
+
+
+def embedded_smoke_eval(*, models: Sequence[str], dataset: Path, out: Path, **overrides) -> EvalConfig:
+    """A minutes-on-a-laptop run: embedded-sized models at 64x64, 5 frames, 2 steps."""
+    settings = dict(height=64, width=64, frames=5, steps=2, fps=8, **overrides)
+    return EvalConfig(models=parse_models(models), dataset=dataset, out=out, **settings)
+
+
+# -- the dataset --
+
+
+@dataclass(kw_only=True, frozen=True)
+class EvalEntry:
+    """One dataset row, with absolute paths (confined to the dataset root)."""
+
+    id: str
+    prompt: str
+    input_image: Path
+    video: Path
+    control_video: Path | None = None
+    vace_video: Path | None = None
+    vace_video_mask: Path | None = None
+    vace_reference_image: Path | None = None
+
+    @property
+    def file_name(self) -> str:
+        """A file-safe stem for this entry's outputs."""
+        if MODEL_NAME.match(self.id):
+            return self.id
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.id)[:48].lstrip(".") + "-" + _short_hash(self.id)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+METADATA_FILE = "metadata.csv"
+REQUIRED_COLUMNS = ("id", "video", "prompt", "input_image")
+PATH_COLUMNS = ("video", "input_image", "control_video", "vace_video", "vace_video_mask", "vace_reference_image")
+
+
+def read_split_entries(root: Path, split: str) -> list[EvalEntry]:
+    """The entries of one split of a dataset root, sorted by id.
+
+    The minimal reader of this module: ``wanray.datasets`` (schema + split) had not landed when this
+    was written. It reads ``metadata.csv`` (id, video, prompt, input_image, control_video, vace_video,
+    optional vace_video_mask, vace_reference_image; paths relative to the root) and splits 9:1 by a
+    hash of the id. Swap it for ``wanray.datasets.schema``/``split`` once they exist.
+    """
+    root = Path(root).resolve()
+    path = root / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset {str(root)!r} has no {METADATA_FILE}")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing columns {', '.join(missing)}")
+        entries, errors = [], []
+        for row in reader:
+            line = reader.line_num
+            paths = {}
+            for column in PATH_COLUMNS:
+                value = (row.get(column) or "").strip()
+                if not value:
+                    continue
+                full = (root / value).resolve()
+                if not full.is_relative_to(root):
+                    errors.append(f"line {line}: {column} {value!r} points outside the dataset root")
+                paths[column] = full
+            if not (row.get("id") or "").strip():
+                errors.append(f"line {line}: id is empty")
+                continue
+            if "video" not in paths or "input_image" not in paths:
+                errors.append(f"line {line}: video and input_image are required")
+                continue
+            entry_id = row["id"].strip()
+            if split == "all" or split_of(entry_id) == split:
+                entries.append(EvalEntry(id=entry_id, prompt=(row.get("prompt") or "").strip(), **paths))
+    if errors:
+        raise ValueError(f"{path}: " + "; ".join(errors[:20]))
+    return sorted(entries, key=lambda e: e.id)
+
+
+def split_of(entry_id: str) -> str:
+    """Deterministic 9:1: 'test' for one id in ten, by hash (see read_split_entries)."""
+    return "test" if int(hashlib.sha256(entry_id.encode()).hexdigest(), 16) % 10 == 0 else "train"
+
+
+def check_entries(entries: Sequence[EvalEntry], frames: int) -> None:
+    """Before any model loads: every photo decodes, every reference (and pose video) has enough frames."""
+    problems = []
+    for e in entries:
+        try:
+            load_image(e.input_image, "input_image")
+            load_frames(e.video, frames, 16, 16, "video")
+            if e.vace_video or e.control_video:
+                load_frames(e.vace_video or e.control_video, frames, 16, 16, "vace_video" if e.vace_video else "control_video")
+        except InvalidInput as err:
+            problems.append(f"entry {e.id!r}: {err}")
+    if problems:
+        raise InvalidInput(f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} cannot be evaluated:\n  "
+                           + "\n  ".join(problems))
+
+
+def reference_frames(entry: EvalEntry, frames: int, width: int, height: int) -> np.ndarray:
+    """[frames, height, width, 3] uint8: the entry's reference video, fitted as training data is."""
+    from wanray.video import frames_to_array
+
+    return frames_to_array(load_frames(entry.video, frames, width, height, "video"))
+
+
+# -- the Ray actor --
+
+
+class ModelRunner:
+    """One model, loaded once; generates and scores entries one after another. Runs as a Ray actor."""
+
+    def __init__(self, model: EvalModel, device: str, attention: str):
+        from wanray.config import ModelConfig
+        from wanray.generation import WanGenerator
+
+        self.model = model
+        self.generator = WanGenerator.load(ModelConfig(model=model.model, device=device, attention=attention))
+        self.generator.set_loras(model.loras)
+
+    def describe(self) -> dict:
+        spec = self.generator.spec
+        return {"spec": spec.name, "device": str(self.generator.device), "vace": spec.vace is not None,
+                "fun_control": spec.dit.in_dim == FUN_CONTROL_IN_DIM}
+
+    def run(self, entry: EvalEntry, config: EvalConfig) -> dict:
+        """Generate one entry; return its frames, metrics against the reference, and what ran."""
+        from wanray.config import GenerationConfig
+        from wanray.metrics import compare_videos
+        from wanray.video import frames_to_array
+
+        conditioning, unused = conditioning_for(entry, self.describe())
+        request = GenerationConfig(
+            image=entry.input_image, prompt=entry.prompt, seed=config.seed, height=config.height, width=config.width,
+            frames=config.frames, fps=config.fps, steps=config.steps, cfg=config.cfg, loras=self.model.loras,
+            **conditioning,
+        )
+        result = self.generator.generate(request)
+        generated = frames_to_array(result.frames)  # [T, H, W, 3]
+        reference = reference_frames(entry, config.frames, generated.shape[2], generated.shape[1])
+        metrics = compare_videos(generated, reference)
+        return {"frames": generated, "metrics": metrics.to_dict(), "info": result.info, "unused": unused}
+
+
+def conditioning_for(entry: EvalEntry, model: dict) -> tuple[dict, list[str]]:
+    """The entry's pose/VACE inputs this model can take, and the names of those it cannot."""
+    pose = entry.vace_video or entry.control_video
+    given = {k: getattr(entry, k) for k in ("control_video", "vace_video", "vace_video_mask", "vace_reference_image")}
+    if model["vace"]:
+        used = {"vace_video": pose, "vace_video_mask": entry.vace_video_mask,
+                "vace_reference_image": entry.vace_reference_image}
+        used = {k: v for k, v in used.items() if v is not None}
+        consumed = set(used) | ({"control_video"} if pose is not None and entry.vace_video is None else set())
+    elif model["fun_control"] and entry.control_video is not None:
+        used, consumed = {"control_video": entry.control_video}, {"control_video"}
+    else:
+        used, consumed = {}, set()
+    unused = sorted(k for k, v in given.items() if v is not None and k not in consumed)
+    return used, unused
+
+
+# -- the driver --
+
+
+@dataclass(kw_only=True)
+class EvalRun:
+    """What a finished evaluation wrote."""
+
+    table: ScoreTable
+    out: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run_evaluation(config: EvalConfig) -> EvalRun:
+    """Check inputs, start one actor per model, generate and score every entry, write the results."""
+    import ray
+
+    check_models(config.models)
+    entries = read_split_entries(config.dataset, config.split)[: config.max_entries]
+    if not entries:
+        raise ValueError(f"the {config.split!r} split of {str(config.dataset)!r} has no entries")
+    if config.ratings is not None:
+        read_ratings(config.ratings)  # a bad ratings file fails now, not after hours of generation
+    check_entries(entries, config.frames)
+    config.out.mkdir(parents=True, exist_ok=True)
+
+    if not ray.is_initialized():
+        ray.init(address=config.address)
+    gpus = config.gpus_per_model
+    if gpus is None:
+        gpus = 1 if config.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    if config.device == "cuda" and gpus == 0:
+        raise ValueError("device cuda needs GPUs: pass --gpus-per-model 1 (and a cluster with GPUs)")
+    device = "cuda" if gpus > 0 else "cpu"
+    runner = ray.remote(ModelRunner)
+    started = time.perf_counter()
+    log.info("evaluating %d models on %d %s entries (%s, %s GPU / %s CPU per model)", len(config.models),
+             len(entries), config.split, device, gpus, config.cpus_per_model)
+    actors = {
+        m.name: runner.options(num_cpus=config.cpus_per_model, num_gpus=gpus).remote(m, device, config.attention)
+        for m in config.models
+    }
+    try:
+        described = {name: _get(a.describe.remote(), f"model {name!r} failed to load") for name, a in actors.items()}
+        refs = {(m.name, e.id): actors[m.name].run.remote(e, config) for e in entries for m in config.models}
+        results, side_by_side = [], {}
+        for i, entry in enumerate(entries, start=1):
+            outputs = {m.name: _get(refs.pop((m.name, entry.id)), f"model {m.name!r} on entry {entry.id!r}")
+                       for m in config.models}
+            side_by_side[entry.id] = str(_write_entry_videos(config, entry, outputs).relative_to(config.out))
+            for name, output in outputs.items():
+                results.append({"model": name, "entry": entry.id, "metrics": output["metrics"],
+                                "info": output["info"], "unused": output["unused"]})
+            log.info("[%d/%d] %s: %s", i, len(entries), entry.id, "; ".join(
+                f"{n} PSNR {o['metrics']['psnr_mean']:.2f} dB SSIM {o['metrics']['ssim_mean']:.3f}"
+                for n, o in outputs.items()))
+    finally:
+        for actor in actors.values():
+            ray.kill(actor)
+    record = {
+        "config": _config_record(config, device, gpus),
+        "models": [{**asdict(m), "loaded": described[m.name]} for m in config.models],
+        "entries": [{"id": e.id, "file": e.file_name, "prompt": e.prompt} for e in entries],
+        "results": results,
+        "side_by_side": side_by_side,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (config.out / RESULTS_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (config.out / RATINGS_TEMPLATE).write_text(ratings_template([(m.name, e.id) for e in entries for m in config.models]))
+    return rescore(config.out, config.ratings)
+
+
+def rescore(out: Path, ratings: Path | None = None) -> EvalRun:
+    """(Re)write the leaderboard of an evaluation directory from its results.json and a ratings CSV."""
+    from wanray.training.leaderboard import write_leaderboard
+
+    out = Path(out)
+    path = out / RESULTS_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(out)!r} holds no {RESULTS_JSON}: run `wanray eval` with --out {out} first")
+    record = json.loads(path.read_text())
+    entry_metrics = {(r["model"], r["entry"]): r["metrics"] for r in record["results"]}
+    table = score_table(
+        {pair: (m["psnr_mean"], m["ssim_mean"]) for pair, m in entry_metrics.items()},
+        read_ratings(ratings) if ratings is not None else (),
+    )
+    files = write_leaderboard(
+        table, out, specs={m["name"]: m["spec"] for m in record["models"]}, entry_metrics=entry_metrics,
+        side_by_side=record["side_by_side"], notes=_notes(record),
+    )
+    files["results"] = path
+    files["ratings_template"] = out / RATINGS_TEMPLATE
+    log.info("leaderboard: %s", files["markdown"])
+    return EvalRun(table=table, out=out, files=files)
+
+
+def check_models(models: Sequence[EvalModel]) -> None:
+    """Cheap checks before any actor starts: LoRA files exist, base directories exist.
+
+    Named 14B specs are resolved on the actor (their weights may live only on the GPU nodes)."""
+    for m in models:
+        if m.model not in NAMED_SPECS and not Path(m.model).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"model {m.name!r}: base {m.model!r} is neither a spec name ({', '.join(NAMED_SPECS)}) nor a directory"
+            )
+        for lora in m.loras:
+            if not Path(lora.path).is_file():
+                raise FileNotFoundError(f"model {m.name!r}: LoRA file {str(lora.path)!r} does not exist")
+
+
+def _get(ref, what: str):
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause if e.cause is not None else e
+        raise RuntimeError(f"{what}: {type(cause).__name__}: {cause}") from None
+    except ray.exceptions.RayActorError as e:
+        raise RuntimeError(f"{what}: {e}") from None
+
+
+def _write_entry_videos(config: EvalConfig, entry: EvalEntry, outputs: dict[str, dict]) -> Path:
+    """videos/MODEL/ENTRY.mp4 for each model, and side_by_side/ENTRY.mp4; returns the latter."""
+    from wanray.training.leaderboard import side_by_side_frames, write_side_by_side
+    from wanray.video import write_mp4
+
+    for name, output in outputs.items():
+        write_mp4(output["frames"], config.out / "videos" / name / f"{entry.file_name}.mp4", config.fps)
+    height, width = next(iter(outputs.values()))["frames"].shape[1:3]
+    frames = side_by_side_frames(
+        load_image(entry.input_image, "input_image"),
+        reference_frames(entry, config.frames, width, height),
+        {name: output["frames"] for name, output in outputs.items()},
+        height=height,
+        width=width,
+    )
+    return write_side_by_side(config.out / "side_by_side" / f"{entry.file_name}.mp4", frames, config.fps)
+
+
+def _config_record(config: EvalConfig, device: str, gpus: float) -> dict:
+    record = {k: v for k, v in asdict(config).items() if k != "models"}
+    return {**record, "resolved_device": device, "resolved_gpus_per_model": gpus}
+
+
+def _notes(record: dict) -> list[str]:
+    c = record["config"]
+    first = record["results"][0]["info"] if record["results"] else {}
+    notes = [
+        f"{len(record['entries'])} entries of the {c['split']!r} split of {c['dataset']}; {c['frames']} frames at "
+        f"{first.get('width', c['width'])}x{first.get('height', c['height'])}, {first.get('steps', c['steps'])} step(s), "
+        f"seed {c['seed']}, on {c['resolved_device']}."
+    ]
+    unused: dict[tuple[str, str], int] = {}
+    for r in record["results"]:
+        for column in r.get("unused", []):
+            unused[(r["model"], column)] = unused.get((r["model"], column), 0) + 1
+    for (model, column), count in sorted(unused.items()):
+        notes.append(f"model {model!r} cannot take the entries' {column} (no matching branch): not used for {count} entries.")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wanray.training.evaluate ARGS`` is ``wanray eval ARGS`` (the Ray job entrypoint)."""
+    from wanray.cli import main as cli_main
+
+    return cli_main(["eval", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
