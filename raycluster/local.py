@@ -3,30 +3,70 @@
 ``ray stop`` kills every Ray process on the machine. We start ``ray start --head`` in a new process
 session instead (``setsid``): every process of that cluster (GCS, raylet, dashboard, workers, job
 drivers) inherits the session id, so stopping the cluster is "end every process of that session".
+
+Every port the head binds is chosen here (GCS, dashboard, dashboard agent, Ray client server), so
+two clusters on one machine never fight over Ray's fixed defaults (52365, 10001): a dashboard agent
+that loses that race leaves its cluster unable to run jobs.
+
+Token authentication (Ray >= 2.60): with ``auth="token"`` the cluster's processes get
+``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH=<token_file>``; clients send the token as
+``Authorization: Bearer <token>`` (``LocalCluster.http_headers``) or read it from the same
+environment (``LocalCluster.client_env``). ``~/.ray/auth_token`` is never written: a token there
+would switch on authentication for every other Ray started on this machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+AUTH_MODES = ("token", "disabled")
+STATE_FILE_ENV = "WANRAY_CLUSTER_STATE"
+
+
+def default_state_file() -> Path:
+    """Where ``wanray cluster up`` records its cluster: ``$WANRAY_CLUSTER_STATE`` or ``~/.wanray/cluster.json``."""
+    return Path(os.environ.get(STATE_FILE_ENV, Path.home() / ".wanray" / "cluster.json")).expanduser()
 
 
 @dataclass(kw_only=True)
 class LocalCluster:
-    """What a started cluster is: where to reach it and which process session to stop."""
+    """What a started cluster is: where to reach it, how to authenticate, which process session to stop."""
 
     address: str  # GCS address, e.g. 127.0.0.1:6379 (for ray.init / RAY_ADDRESS)
     dashboard_url: str  # http://127.0.0.1:8265 (for job submission and the dashboard)
     session_id: int  # process session of every process of the cluster
     temp_dir: str
+    auth: str = "disabled"  # "token" or "disabled"
+    token_file: str | None = None  # the cluster's token (auth="token"), readable by its owner only
+    log_file: str | None = None  # output of `ray start`
+
+    def token(self) -> str | None:
+        if self.auth != "token" or not self.token_file:
+            return None
+        return Path(self.token_file).read_text().strip()
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers for the dashboard's HTTP API (job submission, State API)."""
+        token = self.token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for Ray clients (``ray.init``, ``ray status``, ``ray job ...``) to reach this cluster."""
+        # RAY_ADDRESS: ray.init / ray status; RAY_API_SERVER_ADDRESS: ray job ... (the dashboard's HTTP API)
+        env = {"RAY_ADDRESS": self.address, "RAY_API_SERVER_ADDRESS": self.dashboard_url, "RAY_AUTH_MODE": self.auth}
+        if self.auth == "token" and self.token_file:
+            env["RAY_AUTH_TOKEN_PATH"] = self.token_file
+        return env
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +74,9 @@ class LocalCluster:
 
     @classmethod
     def load(cls, path: Path) -> "LocalCluster":
-        return cls(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def free_port() -> int:
@@ -43,63 +85,127 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(port: int, what: str) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise ValueError(f"{what} port {port} is already in use (another Ray cluster?); choose another one") from None
+
+
 def ray_executable() -> str:
     found = Path(sys.executable).parent / "ray"
     return str(found) if found.exists() else (shutil.which("ray") or "ray")
 
 
+def write_new_token(path: Path) -> None:
+    """A fresh random token in a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+
+
 def start_head(
     *,
     num_cpus: int,
-    num_gpus: int = 0,
+    num_gpus: int | None = 0,
+    memory_bytes: int | None = None,
     port: int | None = None,
     dashboard_port: int | None = None,
-    object_store_bytes: int = 2 * 1024**3,
+    object_store_bytes: int | None = 2 * 1024**3,
     resources: dict[str, float] | None = None,
+    auth: str = "disabled",
+    token_file: str | Path | None = None,
     temp_dir: str | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 120,
 ) -> LocalCluster:
-    """``ray start --head`` in its own process session, bound to 127.0.0.1."""
+    """``ray start --head`` in its own process session, bound to 127.0.0.1.
+
+    ``num_gpus=None`` lets Ray detect the GPUs; ``memory_bytes=None`` declares the machine's memory;
+    ``object_store_bytes=None`` takes Ray's default (30% of memory).
+    ``auth="token"`` needs ``token_file``: an existing token is reused, a missing file gets a new one.
+    Unset ports are chosen free; a given port that is taken is an error.
+    """
+    if num_cpus < 1:
+        raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
+    if num_gpus is not None and num_gpus < 0:
+        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    if auth not in AUTH_MODES:
+        raise ValueError(f"auth must be one of {AUTH_MODES}, got {auth!r}")
+    if auth == "token" and token_file is None:
+        raise ValueError("auth='token' needs a token_file (it is created with a new token if missing)")
+    for given, what in ((port, "GCS"), (dashboard_port, "dashboard")):
+        if given:
+            check_port_free(given, what)
     port = port or free_port()
     dashboard_port = dashboard_port or free_port()
     temp_dir = temp_dir or f"/tmp/ray-{os.getuid()}-{port}"
+
+    child_env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": auth}
+    # `python` in job entrypoints must be this interpreter (the one with wanray's dependencies).
+    child_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{child_env.get('PATH', '')}"
+    if auth == "token":
+        token_file = Path(token_file).expanduser().resolve()
+        if not token_file.is_file() or not token_file.read_text().strip():
+            write_new_token(token_file)
+        child_env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+        child_env.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the file
+
     cmd = [
         ray_executable(), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
-        f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--object-store-memory={object_store_bytes}",
-        f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
     ]
+    if object_store_bytes is not None:
+        cmd.append(f"--object-store-memory={object_store_bytes}")
+    if num_gpus is not None:
+        cmd.append(f"--num-gpus={num_gpus}")
+    if memory_bytes is not None:
+        cmd.append(f"--memory={memory_bytes}")
     if resources:
         cmd.append(f"--resources={json.dumps(resources)}")
     log = Path(temp_dir + ".start.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=child_env)
     cluster = LocalCluster(
         address=f"127.0.0.1:{port}", dashboard_url=f"http://127.0.0.1:{dashboard_port}",
-        session_id=os.getsid(proc.pid), temp_dir=temp_dir,
+        session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
+        token_file=str(token_file) if auth == "token" else None, log_file=str(log),
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             stop(cluster)
             raise RuntimeError(f"ray start failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        if _dashboard_up(cluster.dashboard_url):
+        if head_node_alive(cluster):
             return cluster
         time.sleep(0.5)
     stop(cluster)
     raise RuntimeError(f"Ray cluster did not come up within {timeout_s:.0f} s; see {log}")
 
 
-def _dashboard_up(url: str) -> bool:
+def dashboard_get(cluster: LocalCluster, path: str, timeout_s: float = 5) -> dict:
+    """GET a JSON endpoint of the cluster's dashboard, with its token."""
     import urllib.request
 
+    request = urllib.request.Request(cluster.dashboard_url + path, headers=cluster.http_headers())
+    with urllib.request.urlopen(request, timeout=timeout_s) as r:
+        return json.loads(r.read())
+
+
+def alive_nodes(cluster: LocalCluster) -> list[dict]:
+    """The cluster's ALIVE nodes from the State API (``resources_total``, ``is_head_node``, ...)."""
+    nodes = dashboard_get(cluster, "/api/v0/nodes")["data"]["result"]["result"]
+    return [n for n in nodes if n.get("state") == "ALIVE"]
+
+
+def head_node_alive(cluster: LocalCluster) -> bool:
+    """Ready for work: the dashboard answers and the head's raylet has registered (jobs need its agent)."""
     try:
-        with urllib.request.urlopen(url + "/api/version", timeout=2) as r:
-            return r.status == 200
+        return any(n.get("is_head_node") for n in alive_nodes(cluster))
     except Exception:
         return False
 
@@ -121,6 +227,35 @@ def session_pids(session_id: int) -> list[int]:
     return pids
 
 
+def process_names(pids: list[int]) -> dict[int, str]:
+    """pid -> what it is: ``gcs_server``, ``raylet``, ``dashboard.py``, ``ray::IDLE``, ``python -m MODULE``..."""
+    names = {}
+    for pid in pids:
+        try:
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if not argv:
+            continue
+        names[pid] = _describe(argv)
+    return names
+
+
+def _describe(argv: list[str]) -> str:
+    # processes that renamed themselves put their whole title in argv[0]: "ray::IDLE", "ray-dashboard-JobHead-0 (...)"
+    program = Path(argv[0].split(" ")[0]).name
+    if not program.startswith("python"):
+        return program
+    rest = argv[1:]
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
+        rest = rest[1:]
+    if rest[:1] == ["-m"] and len(rest) > 1:
+        return f"python -m {rest[1]}"
+    if rest[:1] == ["-c"]:
+        return "python -c"
+    return Path(rest[0]).name if rest else program
+
+
 def stop(cluster: LocalCluster, grace_s: float = 10) -> list[int]:
     """End every process of the cluster's session (TERM, then KILL after ``grace_s``); returns leftovers."""
     for pid in session_pids(cluster.session_id):
@@ -130,7 +265,9 @@ def stop(cluster: LocalCluster, grace_s: float = 10) -> list[int]:
         time.sleep(0.2)
     for pid in session_pids(cluster.session_id):
         _signal(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while session_pids(cluster.session_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
     shutil.rmtree(cluster.temp_dir, ignore_errors=True)
     return session_pids(cluster.session_id)
 
