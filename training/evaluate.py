@@ -176,7 +176,7 @@ class EvalConfig:
 
 def embedded_smoke_eval(*, models: Sequence[str], dataset: Path, out: Path, **overrides) -> EvalConfig:
     """A minutes-on-a-laptop run: embedded-sized models at 64x64, 5 frames, 2 steps."""
-    settings = dict(height=64, width=64, frames=5, steps=2, fps=8, **overrides)
+    settings = {"height": 64, "width": 64, "frames": 5, "steps": 2, "fps": 8, **overrides}
     return EvalConfig(models=parse_models(models), dataset=dataset, out=out, **settings)
 
 

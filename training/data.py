@@ -1,0 +1,114 @@
+"""Training inputs: the Ray Datasets handed to ``TorchTrainer`` and, on each worker, rows -> DiT inputs.
+
+Two sources, decided once in the driver:
+
+- ``cache``: the latent cache of ``wanray.datasets.cache`` when it matches the model and the shape:
+  rows already hold the frozen encoders' outputs (no VAE/umT5/CLIP work while training).
+- ``pixels``: decoded rows from ``wanray.datasets.ingest``; each worker runs ``encode_sample`` (the
+  pipeline's own encoder units) on its rows.
+
+The row format belongs to ``wanray.datasets``; this module only calls its helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from wanray.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SOURCE_CACHE = "cache"
+SOURCE_PIXELS = "pixels"
+
+
+@dataclass
+class TrainingData:
+    datasets: dict  # name -> ray.data.Dataset ("train", optionally "validation")
+    rows: int
+    source: str
+    reason: str
+
+
+def _shape(config: TrainConfig) -> tuple[int, int, int]:
+    return (config.data.frames, config.data.height, config.data.width)
+
+
+def choose_source(config: TrainConfig) -> tuple[str, str]:
+    """("cache" | "pixels", why) for this config."""
+    if config.data.latent_cache is None:
+        return SOURCE_PIXELS, "no latent cache configured"
+    from wanray.datasets import cache
+
+    cache_dir = Path(config.data.latent_cache).expanduser()
+    if not cache_dir.exists():
+        return SOURCE_PIXELS, f"latent cache {cache_dir} does not exist"
+    if not cache.cache_matches(cache_dir, config.model, _shape(config)):
+        return SOURCE_PIXELS, f"latent cache {cache_dir} was made for another model or shape"
+    return SOURCE_CACHE, f"latent cache {cache_dir} matches {config.model} at {_shape(config)}"
+
+
+def build_training_data(config: TrainConfig) -> TrainingData:
+    """The train (and validation) datasets, lazily read; counts the training rows."""
+    from wanray.datasets import ingest
+
+    source, reason = choose_source(config)
+    log.info("training inputs: %s (%s)", source, reason)
+    if source == SOURCE_CACHE:
+        from wanray.datasets import cache
+
+        train = cache.read_latent_cache(Path(config.data.latent_cache).expanduser(), config.data.split)
+    else:
+        train = ingest.read_split(
+            config.data.dataset, config.data.split, height=config.data.height, width=config.data.width,
+            frames=config.data.frames,
+        )
+    if config.data.limit is not None:
+        train = train.limit(config.data.limit)
+    datasets = {"train": train}
+    if config.validation.every_steps:
+        validation = ingest.read_split(
+            config.data.dataset, config.data.validation_split, height=config.data.height, width=config.data.width,
+            frames=config.data.frames,
+        )
+        datasets["validation"] = validation.limit(config.validation.samples)
+    return TrainingData(datasets=datasets, rows=train.count(), source=source, reason=reason)
+
+
+def row_to_sample(row: dict, extra_inputs: tuple[str, ...]):
+    """A decoded row -> ``TrainingSample`` with only the configured extra inputs."""
+    from wanray.datasets import ingest
+
+    sample = ingest.row_to_sample(row)
+    for name in ("input_image", "vace_video", "vace_reference_image", "control_video"):
+        if name not in extra_inputs:
+            setattr(sample, name, None)
+            if name == "vace_video":
+                sample.vace_video_mask = None
+    return sample
+
+
+class RowEncoder:
+    """One dataset row -> the DiT's inputs on the device (``input_latents``, ``context``, ``y``, ...)."""
+
+    def __init__(self, pipe, source: str, extra_inputs: tuple[str, ...], device: torch.device, dtype: torch.dtype):
+        self.pipe = pipe
+        self.source = source
+        self.extra_inputs = extra_inputs
+        self.device = device
+        self.dtype = dtype
+
+    def __call__(self, row: dict) -> dict[str, torch.Tensor]:
+        if self.source == SOURCE_CACHE:
+            from wanray.datasets import cache
+
+            tensors = cache.row_to_tensors(row)
+        else:
+            from wanray.encoding import encode_sample
+
+            tensors = encode_sample(self.pipe, row_to_sample(row, self.extra_inputs))
+        return {k: v.to(self.device, self.dtype) for k, v in tensors.items()}

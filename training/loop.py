@@ -1,0 +1,281 @@
+"""``train_loop_per_worker``: the one loop for LoRA and full fine-tuning, run by every Ray Train worker.
+
+Per micro-step: a row -> DiT inputs (latent cache or encoders) -> noise and timestep from the step's
+own seeded generator -> DiffSynth's model function -> weighted MSE -> backward; the optimizer steps
+at the end of each accumulation window. Every ``log_every`` steps all ranks report metrics; every
+``checkpoint.every_steps`` (and at the end) all ranks save and report a checkpoint; every
+``validation.every_steps`` validation generates and scores a few held-out entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from wanray.training.config import TrainConfig
+from wanray.training.state import RunPlan, TrainerState
+
+log = logging.getLogger("wanray.training")
+
+
+def _worker_environment(device_is_cpu: bool) -> None:
+    # Printed progress goes to the worker's stdout, which Ray shows in the dashboard and job logs.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    for noisy in ("PIL", "urllib3", "filelock", "modelscope", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "wanray" / "torch_extensions"))
+    if device_is_cpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+class _Dist:
+    """Rank facts and the few collectives the loop needs (no-ops on one worker)."""
+
+    def __init__(self):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world = ctx.get_world_size()
+        self.local_rank = ctx.get_local_rank()
+        self.experiment = ctx.get_experiment_name()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def mean(self, values: list[float], device: torch.device) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+            t /= self.world
+        return t.tolist()
+
+
+def _rows_of_pass(shard, config: TrainConfig, pass_index: int):
+    """The rows of one pass over this worker's shard, locally shuffled with a per-pass seed."""
+    if config.data.shuffle_buffer:
+        batches = shard.iter_batches(
+            batch_size=1, batch_format="numpy", local_shuffle_buffer_size=config.data.shuffle_buffer,
+            local_shuffle_seed=config.seed * 100_003 + pass_index,
+        )
+        for batch in batches:
+            yield {k: v[0] for k, v in batch.items()}
+    else:
+        yield from shard.iter_rows()
+
+
+def _staging_dir(dist: _Dist, step: int) -> Path:
+    """A directory every rank of this node agrees on (DeepSpeed writes each rank's files into one dir)."""
+    return Path(tempfile.gettempdir()) / "wanray-train" / dist.experiment / f"step_{step:08d}"
+
+
+def _report(dist: _Dist, engine, config: TrainConfig, state: TrainerState, metrics: dict, checkpoint: bool) -> None:
+    import ray.train
+
+    if not checkpoint:
+        ray.train.report(metrics)
+        return
+    directory = _staging_dir(dist, state.step)
+    if dist.local_rank == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    dist.barrier()
+    engine.save(directory)
+    if dist.rank == 0:
+        state.save(directory)
+        (directory / "train_config.json").write_text(config.to_json() + "\n")
+    dist.barrier()
+    uploads = dist.local_rank == 0 if engine.files_on_every_node else dist.rank == 0
+    ckpt = ray.train.Checkpoint.from_directory(str(directory)) if uploads else None
+    ray.train.report(metrics, checkpoint=ckpt)
+    dist.barrier()
+    if dist.local_rank == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _maybe_kill_self(config: TrainConfig, dist: _Dist, step: int) -> None:
+    fault = config.fault_injection
+    if fault is None or fault.rank != dist.rank or fault.step != step:
+        return
+    marker = Path(fault.marker)
+    if marker.exists():
+        return
+    marker.write_text(f"rank {dist.rank} killed itself at step {step}\n")
+    log.warning("fault injection: rank %d sends itself SIGKILL at step %d", dist.rank, step)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    device = ray.train.torch.get_device()
+    _worker_environment(device.type == "cpu")
+    from wanray.training.data import RowEncoder, row_to_sample
+    from wanray.training.engine import build_engine
+    from wanray.training.flow import FlowMatching, step_generator
+    from wanray.training.model import build_training_model
+
+    config = TrainConfig.from_dict(loop_config["config"])
+    plan = RunPlan(**loop_config["plan"])
+    dist = _Dist()
+    torch.manual_seed(config.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
+    model = build_training_model(config, device)
+    engine = build_engine(model.module, config.strategy, config.optim, plan.total_steps, model.dtype, device)
+    flow = FlowMatching(config.expert, config.expert_boundary)
+    encode = RowEncoder(model.generator.pipe, plan.source, config.data.extra_inputs, device, model.dtype)
+
+    state = TrainerState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            engine.load(Path(directory))
+            state = TrainerState.load(Path(directory))
+        log.info("rank %d resumed at step %d (pass %d, row %d)", dist.rank, state.step, state.pass_index,
+                 state.rows_done)
+
+    run_dir = config.run_dir
+    writer = None
+    if dist.rank == 0:
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=state.step + 1 if state.step else None)
+    validator = None
+    if config.validation.every_steps and (dist.rank == 0 or engine.gathers_parameters):
+        from wanray.training.validation import Validator
+
+        rows = list(ray.train.get_dataset_shard("validation").iter_rows())
+        samples = [row_to_sample(r, config.data.extra_inputs) for r in rows]
+        if samples:
+            validator = Validator(config.validation, model.generator, samples, run_dir / "validation", writer,
+                                  write_files=dist.rank == 0)
+        elif dist.rank == 0:
+            log.warning("validation asked for, but split %r has no entries: skipped", config.data.validation_split)
+    has_validation = dist.mean([1.0 if validator else 0.0], device)[0] > 0
+
+    grad_accum = config.optim.grad_accum
+    rows_per_pass = plan.steps_per_pass * grad_accum
+    shard = ray.train.get_dataset_shard("train")
+    window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
+    log.info("rank %d/%d on %s: %d steps (%d per pass, %d rows per worker per pass), inputs from %s",
+             dist.rank, dist.world, device, plan.total_steps, plan.steps_per_pass, plan.rows_per_worker, plan.source)
+
+    while state.step < plan.total_steps:
+        for i, row in enumerate(_rows_of_pass(shard, config, state.pass_index)):
+            if i < state.rows_done:
+                continue  # trained on before the checkpoint this run resumed from
+            if i >= rows_per_pass or state.step >= plan.total_steps:
+                break
+            micro = i % grad_accum
+            boundary = micro == grad_accum - 1
+            inputs = encode(row)
+            x0 = inputs.pop("input_latents")  # [1, 16, T', H/8, W/8]
+            noised = flow.noise(x0, step_generator(config.seed, state.step, dist.rank, micro), model.dtype)
+            with engine.accumulate(boundary):
+                prediction = engine.forward(latents=noised.latents, timestep=noised.timestep, **inputs)
+                loss = flow.loss(prediction, noised)
+                engine.backward(loss / grad_accum if config.strategy.engine == "ddp" else loss)
+            engine.step(boundary)
+            window_loss += float(loss.detach())
+            window_n += 1
+            state.rows_done = i + 1
+            if not boundary:
+                continue
+            state.step += 1
+            state.samples_seen += dist.world * grad_accum
+            if state.rows_done >= rows_per_pass:
+                state.pass_index, state.rows_done = state.pass_index + 1, 0
+            _maybe_kill_self(config, dist, state.step)
+
+            last = state.step >= plan.total_steps
+            save = last or state.step % config.checkpoint.every_steps == 0
+            validate = has_validation and (last or state.step % config.validation.every_steps == 0)
+            if not (save or validate or state.step % config.log_every == 0):
+                continue
+            elapsed = time.perf_counter() - window_started
+            loss_mean, samples_per_s = dist.mean([window_loss / max(window_n, 1), window_n / elapsed], device)
+            metrics = {
+                "step": state.step,
+                "epoch": state.pass_index // config.data.repeat,
+                "loss": loss_mean,
+                "lr": engine.lr,
+                "samples_per_s": samples_per_s * dist.world,
+                "samples_seen": state.samples_seen,
+            }
+            if validate:
+                scores = validator.run(state.step, model.module) if validator else {}
+                metrics.update(scores)
+            state.history.append(metrics)
+            if writer is not None:
+                for key in ("loss", "lr", "samples_per_s"):
+                    writer.add_scalar(f"train/{key}", metrics[key], state.step)
+                writer.flush()
+            log.info("step %d/%d  loss %.4f  lr %.2e  %.2f samples/s%s", state.step, plan.total_steps, loss_mean,
+                     metrics["lr"], metrics["samples_per_s"], " (checkpoint)" if save else "")
+            _report(dist, engine, config, state, metrics, checkpoint=save)
+            window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
+        else:
+            # the shard ran out before rows_per_pass (cannot happen with an equal split; kept safe)
+            if state.rows_done:
+                state.pass_index, state.rows_done = state.pass_index + 1, 0
+
+    _export(config, model, engine, dist)
+    if writer is not None:
+        writer.close()
+
+
+def _export(config: TrainConfig, model, engine, dist: _Dist) -> None:
+    """Rank 0 writes the LoRA file or the full model directory into ``<run>/export``."""
+    from wanray.training import export
+
+    dtype = torch.bfloat16 if config.export_dtype == "bfloat16" else torch.float32
+    module = model.module
+    out = config.run_dir / "export"
+    if config.lora is not None:
+        params = [p for n, p in module.named_parameters() if ".lora_" in n]
+        with engine.full_parameters(params):
+            if dist.rank == 0:
+                named = {n: p for n, p in module.named_parameters() if ".lora_" in n}
+                state = export.lora_export_state(named, config.lora.scale, dtype)
+                path = export.write_lora(out / export.lora_file_name(config.expert), state, {
+                    "wanray.base_model": config.model, "wanray.rank": config.lora.rank,
+                    "wanray.targets": ",".join(config.lora.target_modules), "wanray.expert": config.expert or "",
+                })
+                log.info("exported LoRA (%d tensors) to %s", len(state), path)
+    else:
+        from wanray.generation import resolve_model
+        from wanray.model_writer import dit_state_dict
+
+        params = list(module.parameters())
+        with engine.full_parameters(params):
+            if dist.rank == 0:
+                trained = dit_state_dict(module.dit, module.vace if module.vace is not None else _frozen_vace(model))
+                trained = {k: v.detach().cpu() for k, v in trained.items()}
+                source_dir, spec = resolve_model(config.model)
+                path = export.export_full_model(out / "model", source_dir=source_dir, spec=spec, trained=trained,
+                                                expert=config.expert, dtype=dtype, shards=_shards_for(trained))
+                log.info("exported the full fine-tune to %s", path)
+    dist.barrier()
+
+
+def _frozen_vace(model):
+    """A full fine-tune without VACE inputs still writes the (untouched) VACE weights with the DiT."""
+    pipe = model.generator.pipe
+    return getattr(pipe, "vace", None)
+
+
+def _shards_for(state: dict) -> int:
+    total = sum(v.numel() * 2 for v in state.values())
+    return max(1, -(-total // (5 * 1024**3)))  # ~5 GB shards like the published 14B checkpoints

@@ -1,0 +1,155 @@
+"""The model side of training: load the pipeline, pick the expert, add the LoRA, mark what trains.
+
+The DiT is DiffSynth's ``WanModel`` as ``WanGenerator.load`` builds it; the LoRA is peft's, injected
+into that module (so ``pipe.dit`` *is* the model being trained and validation generates with the
+current weights). ``DiTModule`` is the one ``nn.Module`` handed to DDP or DeepSpeed; its forward is
+DiffSynth's ``model_fn_wan_video`` (``WanModel.forward`` is stale in diffsynth 2.1.12).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from wanray.training.config import LoraSettings, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class DiTModule(torch.nn.Module):
+    """DiT (+ VACE branch) with DiffSynth's model function as forward: predicts the flow velocity."""
+
+    def __init__(self, dit: torch.nn.Module, vace: torch.nn.Module | None, *, checkpointing: bool, offload: bool):
+        super().__init__()
+        self.dit = dit
+        self.vace = vace
+        self.checkpointing = checkpointing
+        self.offload = offload
+
+    def forward(
+        self,
+        latents: torch.Tensor,  # [1, 16, T', H/8, W/8]
+        timestep: torch.Tensor,  # [1]
+        context: torch.Tensor,  # [1, text_len, text_dim]
+        clip_feature: torch.Tensor | None = None,  # [1, 257, 1280]
+        y: torch.Tensor | None = None,  # [1, 20, T', H/8, W/8]
+        vace_context: torch.Tensor | None = None,  # [1, 96, T', H/8, W/8]
+    ) -> torch.Tensor:  # [1, 16, T', H/8, W/8]
+        from diffsynth.pipelines.wan_video import model_fn_wan_video
+
+        return model_fn_wan_video(
+            dit=self.dit,
+            vace=self.vace if vace_context is not None else None,
+            latents=latents,
+            timestep=timestep,
+            context=context,
+            clip_feature=clip_feature,
+            y=y,
+            vace_context=vace_context,
+            use_gradient_checkpointing=self.checkpointing and self.training,
+            use_gradient_checkpointing_offload=self.offload and self.training,
+        )
+
+
+def add_lora(dit: torch.nn.Module, lora: LoraSettings, seed: int) -> int:
+    """Inject peft LoRA layers into the DiT's target linears; returns how many layers were adapted.
+
+    ``lora_A`` is initialised from ``seed`` (every rank builds the same LoRA), ``lora_B`` is zero, so
+    the adapted model starts exactly at the base model.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(
+            LoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha if lora.alpha is not None else lora.rank,
+                target_modules=list(lora.target_modules),
+                lora_dropout=0.0,
+            ),
+            dit,
+        )
+    adapted = sum(1 for name, _ in dit.named_modules() if name.endswith(".lora_A.default"))
+    if adapted == 0:
+        raise ValueError(f"lora.target_modules {list(lora.target_modules)} matched no layer of the DiT")
+    return adapted
+
+
+def lora_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in module.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+
+
+def pick_expert(pipe, expert: str | None) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(DiT, VACE) to train: Wan2.2's ``high_noise`` expert is ``pipe.dit``, ``low_noise`` is ``pipe.dit2``."""
+    has_two = getattr(pipe, "dit2", None) is not None
+    if expert is None:
+        if has_two:
+            raise ValueError("this model has two experts (Wan2.2): set expert=high_noise or expert=low_noise")
+        return pipe.dit, getattr(pipe, "vace", None)
+    if not has_two:
+        raise ValueError(f"expert={expert!r} is for Wan2.2's two experts; this model has one DiT: set expert=none")
+    if expert == "high_noise":
+        return pipe.dit, getattr(pipe, "vace", None)
+    return pipe.dit2, getattr(pipe, "vace2", None)
+
+
+@dataclass
+class TrainingModel:
+    generator: object  # wanray.generation.WanGenerator (its pipe holds the module being trained)
+    module: DiTModule
+    dtype: torch.dtype  # compute dtype
+    trainable: list[str]  # names (in ``module``) of the parameters that train
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def build_training_model(config: TrainConfig, device: torch.device) -> TrainingModel:
+    """Load the model named by the config on ``device`` and make the configured parameters trainable."""
+    from wanray.config import ModelConfig
+    from wanray.generation import WanGenerator
+
+    dtype = compute_dtype(config.strategy.precision, device)
+    generator = WanGenerator.load(
+        ModelConfig(
+            model=config.model,
+            device=str(device),
+            dtype="bfloat16" if dtype == torch.bfloat16 else "float32",
+            attention=config.strategy.attention,
+        )
+    )
+    pipe = generator.pipe
+    dit, vace = pick_expert(pipe, config.expert)
+    uses_vace = any(x in config.data.extra_inputs for x in ("vace_video", "vace_reference_image"))
+    if uses_vace and vace is None:
+        raise ValueError(f"data.extra_inputs {list(config.data.extra_inputs)} need a VACE branch; {config.model!r} has none")
+    if config.train_vace and not uses_vace:
+        raise ValueError("train_vace needs vace_video or vace_reference_image in data.extra_inputs")
+    for m in (pipe.dit, getattr(pipe, "dit2", None), vace):
+        if m is not None:
+            m.requires_grad_(False)
+    if config.lora is not None:
+        adapted = add_lora(dit, config.lora, config.seed)
+        log.info("LoRA rank %d on %d DiT layers (%s)", config.lora.rank, adapted, ", ".join(config.lora.target_modules))
+    else:
+        dit.requires_grad_(True)
+        if config.train_vace:
+            vace.requires_grad_(True)
+    module = DiTModule(
+        dit,
+        vace if uses_vace else None,
+        checkpointing=config.strategy.gradient_checkpointing,
+        offload=config.strategy.checkpoint_offload,
+    ).to(device)
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    module.train()
+    count = sum(p.numel() for n, p in module.named_parameters() if p.requires_grad)
+    log.info("%s fine-tune of %s: %s trainable parameters in %d tensors", config.method, config.model,
+             f"{count:,}", len(trainable))
+    return TrainingModel(generator=generator, module=module, dtype=dtype, trainable=trainable)
