@@ -86,10 +86,10 @@ def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -
         prompt = dances.dance_prompt(params.dance)
     else:
         raise InvalidInput("give a prompt, or choose a dance (GET /v1/dances lists them)")
-    height = params.height or config.default_height or (spec.default_height if spec else None)
-    width = params.width or config.default_width or (spec.default_width if spec else None)
-    steps = params.steps or config.default_steps or (spec.default_steps if spec else None)
-    frames = params.frames or config.default_frames or DEFAULT_FRAMES
+    height = _first(params.height, config.default_height, spec.default_height if spec else None)
+    width = _first(params.width, config.default_width, spec.default_width if spec else None)
+    steps = _first(params.steps, config.default_steps, spec.default_steps if spec else None)
+    frames = _first(params.frames, config.default_frames, DEFAULT_FRAMES)
     if height is None or width is None or steps is None:
         raise InvalidInput("give height, width and steps (this server's model has no defaults it can see)")
     _check_limits(config, height=height, width=width, frames=frames, steps=steps)
@@ -97,12 +97,17 @@ def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -
     if params.lora:
         resolve_lora(config.lora_dir, params.lora)
     out = dict(prompt=prompt, dance=params.dance, negative_prompt=params.negative_prompt, height=height, width=width,
-               frames=frames, fps=params.fps or DEFAULT_FPS, steps=steps, cfg=params.cfg, seed=seed,
+               frames=frames, fps=_first(params.fps, DEFAULT_FPS), steps=steps, cfg=params.cfg, seed=seed,
                lora=params.lora, lora_alpha=params.lora_alpha)
     if spec is not None:  # every remaining check of the core (sizes, 4n+1 frames, cfg, ...), before queueing
         prepare(GenerationConfig(image=image, prompt=prompt, height=height, width=width, frames=frames,
                                  fps=out["fps"], steps=steps, cfg=params.cfg, seed=seed), spec)
     return out
+
+
+def _first(*values):
+    """The first value given (0 counts as given: it is refused later, never replaced by a default)."""
+    return next((v for v in values if v is not None), None)
 
 
 def _check_limits(config: ServeConfig, *, height: int, width: int, frames: int, steps: int) -> None:
@@ -139,7 +144,7 @@ def job_view(record: JobRecord, services: ApiServices, base: str = "") -> JobVie
         id=record.id, status=record.status,
         progress=Progress(step=step, steps=steps, fraction=round(step / steps, 4) if steps else 0.0),
         eta_seconds=round(eta, 1) if eta is not None else None, queue_position=position,
-        error=record.error or None, cancel_requested=record.cancel_requested, attempt=record.attempt,
+        error=record.error or None, cancel_requested=record.cancel_requested, attempt=record.attempt, replica=record.worker or None,
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         params=record.params, content_url=f"{base}v1/videos/{record.id}/content" if done else None,
     )
@@ -251,7 +256,7 @@ def create_api(services: ApiServices) -> FastAPI:
         existing(job_id)
         outcome = services.jobs.cancel(job_id)
         record = existing(job_id)
-        if outcome == "cancelled":
+        if outcome == "cancelled_now":
             services.store.delete(record.input_key)
             services.metrics.finished("cancelled")
         elif outcome != "cancelling":

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wanray.inputs import InvalidInput
 
@@ -88,6 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError):
         return _body(e.status, e.message, e.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException):
+        messages = {404: "no such path; the API is described at /docs", 405: "method not allowed on this path"}
+        return _body(e.status_code, messages.get(e.status_code, str(e.detail)), getattr(e, "headers", None))
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, e: InvalidInput):

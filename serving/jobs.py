@@ -150,7 +150,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
   finalize(KEYS[1], '', KEYS[2], ARGV[3], 'cancelled', ARGV[1], ARGV[2], 'cancelled by the client')
-  return 'cancelled'
+  return 'cancelled_now'
 end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
@@ -219,7 +219,7 @@ class JobStore:
         return JobRecord.from_hash(data) if data else None
 
     def cancel(self, job_id: str) -> str:
-        """'cancelled' (was queued), 'cancelling' (running: stops at the next step), 'missing', or the
+        """'cancelled_now' (it was queued), 'cancelling' (running: stops at its next step), 'missing', or the
         terminal status it already had."""
         return self._cancel(keys=[self.job_key(job_id), self.active_key], args=[repr(time.time()), self.ttl_s, job_id])
 

@@ -54,6 +54,7 @@ class JobView(BaseModel):
     error: Optional[str] = Field(None, description="why the job failed or was cancelled")
     cancel_requested: bool = False
     attempt: int = Field(0, description="deliveries so far (more than 1 after a replica was lost)")
+    replica: Optional[str] = Field(None, description="the generator replica that ran (or runs) it")
     created_at: float
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
