@@ -25,11 +25,14 @@ SUBPACKAGES = ("wanray.datasets", "wanray.training", "wanray.serving", "wanray.r
 def environment_report() -> dict:
     import wanray
 
+    from wanray.raycluster.runtime_env import editable_project_root
+
     report: dict = {
         "host": socket.gethostname(),
         "python": sys.executable,
         "python_version": platform.python_version(),
         "wanray_file": wanray.__file__,
+        "editable_checkout": str(root) if (root := editable_project_root()) else None,
         "subpackages": {name: _location(name) for name in SUBPACKAGES},
         "versions": {dist: _version(dist) for dist in ("ray", "torch", "diffsynth", "deepspeed")},
         "model_dir": os.environ.get("WANRAY_MODEL_DIR"),

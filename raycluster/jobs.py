@@ -14,6 +14,7 @@ one, when ``--token-file`` is given, or, as Ray's own clients do, when ``RAY_AUT
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import re
@@ -168,6 +169,8 @@ def submit(endpoint: ClusterEndpoint, request: JobRequest, *, cache_dir: Path | 
     """Submit the job with the installed wanray shipped as ``py_modules``; returns the job id."""
     from wanray.raycluster.runtime_env import job_runtime_env
 
+    if importlib.util.find_spec(request.module) is None:  # it would only fail on the cluster, after the upload
+        raise ValueError(f"{request.module} is not in this wanray installation, so a {request.kind} job cannot run it")
     client = job_client(endpoint)
     # Ray suggests excluding files over 10 MiB from the upload; the embedded model's are meant to travel.
     logging.getLogger("ray._private.runtime_env.packaging").setLevel(logging.ERROR)

@@ -10,8 +10,7 @@ and would still miss the layout, because ``wanray.datasets`` lives in ``datasets
 Which directory is shipped:
 
 - a regular install (site-packages/wanray) already holds every subpackage: shipped as it is;
-- an editable install (PEP 610 ``direct_url.json`` says so) has the subpackages scattered over the
-  checkout: the project is built into a wheel (``pip wheel --no-deps``, from a copy of its sources,
+- an editable install has the subpackages scattered over the checkout: the project is built into a wheel (``pip wheel --no-deps``, from a copy of its sources,
   so stale ``build/`` folders never leak in), the wheel is unpacked, and its ``wanray/`` is shipped.
   Builds are cached by the hash of the sources (``$WANRAY_CACHE_DIR``, default ``~/.cache/wanray``).
 
@@ -25,8 +24,6 @@ it) and builds a virtualenv per job. The dependencies themselves come from the c
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -35,7 +32,6 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +43,20 @@ def cache_root() -> Path:
 
 
 def editable_project_root() -> Path | None:
-    """The source checkout of an editable install of wanray, or None for a regular install."""
-    try:
-        text = importlib.metadata.distribution("wanray").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
+    """The source checkout wanray is imported from (an editable install), or None for a built install.
+
+    Told by the layout, not by package metadata (a stray ``wanray.egg-info`` in the working directory
+    shadows the installed metadata): in a built install this module sits in ``wanray/raycluster/``.
+    """
+    import wanray
+
+    package = Path(wanray.__file__).resolve().parent
+    if Path(__file__).resolve().parent.parent == package:
         return None
-    if not text:
-        return None
-    info = json.loads(text)
-    if not info.get("dir_info", {}).get("editable"):
-        return None
-    return Path(unquote(urlparse(info["url"]).path))
+    root = package.parent
+    if not (root / "pyproject.toml").is_file():
+        raise RuntimeError(f"wanray is imported from {package} but {root} has no pyproject.toml to build it from")
+    return root
 
 
 def wanray_package_dir(cache_dir: Path | None = None) -> Path:
@@ -81,7 +80,7 @@ def job_runtime_env(*, env_vars: dict[str, str] | None = None, cache_dir: Path |
 
 def project_sources(project: Path) -> list[Path]:
     """The files a wheel of the project is built from: pyproject.toml, the readme, every mapped package folder."""
-    config = _read_pyproject(project / "pyproject.toml")
+    config = read_pyproject(project)
     files = [project / "pyproject.toml"]
     readme = config.get("project", {}).get("readme")
     if isinstance(readme, str):
@@ -95,12 +94,12 @@ def project_sources(project: Path) -> list[Path]:
     return files
 
 
-def _read_pyproject(path: Path) -> dict:
+def read_pyproject(project: Path) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    return tomllib.loads(path.read_text())
+    return tomllib.loads((project / "pyproject.toml").read_text())
 
 
 def sources_hash(project: Path, files: list[Path]) -> str:
@@ -112,12 +111,13 @@ def sources_hash(project: Path, files: list[Path]) -> str:
 
 
 def build_package_dir(project: Path, cache_dir: Path) -> Path:
-    """Build (or reuse) a wheel of ``project``, unpacked; returns its ``wanray/`` directory."""
+    """Build (or reuse) a wheel of ``project``, unpacked; returns its package directory (``.../wanray``)."""
+    package = read_pyproject(project)["project"]["name"].replace("-", "_")
     files = project_sources(project)
     target = cache_dir / sources_hash(project, files)
-    if (target / "wanray" / "__init__.py").is_file():
+    if (target / package / "__init__.py").is_file():
         _touch(target)
-        return target / "wanray"
+        return target / package
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
         tmp = Path(tmp)
@@ -126,7 +126,7 @@ def build_package_dir(project: Path, cache_dir: Path) -> Path:
             dest = src / path.relative_to(project)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
-        wheel = build_wheel(src, tmp / "dist")
+        wheel = build_wheel(src, tmp / "dist", package)
         unpacked = tmp / "unpacked"
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(unpacked)
@@ -134,27 +134,27 @@ def build_package_dir(project: Path, cache_dir: Path) -> Path:
         try:
             os.rename(unpacked, target)
         except OSError:
-            if not (target / "wanray").is_dir():  # not a concurrent build that finished first
+            if not (target / package).is_dir():  # not a concurrent build that finished first
                 raise
     _prune(cache_dir, keep=target)
-    log.info("built wanray for the cluster: %s", target)
-    return target / "wanray"
+    log.info("built %s for the cluster: %s", package, target)
+    return target / package
 
 
-def build_wheel(project: Path, out_dir: Path) -> Path:
+def build_wheel(project: Path, out_dir: Path, package: str = "wanray") -> Path:
     """``pip wheel --no-deps --no-build-isolation`` (offline: uses this environment's setuptools)."""
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
            "--wheel-dir", str(out_dir), str(project.resolve())]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(out_dir.glob("wanray-*.whl"))
+    wheels = sorted(out_dir.glob(f"{package}-*.whl"))
     if done.returncode != 0 or not wheels:
-        raise RuntimeError(f"building the wanray wheel failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"building the {package} wheel failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     return wheels[0]
 
 
 def cached_wheel(package_dir: Path) -> Path | None:
     """The wheel a built package directory was unpacked from (None for a regular install)."""
-    wheels = sorted(package_dir.parent.glob("wanray-*.whl"))
+    wheels = sorted(package_dir.parent.glob(f"{package_dir.name}-*.whl"))
     return wheels[0] if wheels else None
 
 
