@@ -106,13 +106,14 @@ def test_misspelt_top_level_key_is_named(config, rng):
     assert any(repr(wrong) in e for e in errors), errors
 
 
-def test_misspelt_node_type_key_is_named(config, rng):
-    gpu = config["available_node_types"][_gpu_type(config)]
-    key = rng.choice(["min_workers", "max_workers", "resources", "node_config"])
+@pytest.mark.parametrize("key", ["min_workers", "max_workers", "resources", "node_config"])
+def test_misspelt_node_type_key_is_named(config, rng, key):
+    gpu_type = _gpu_type(config)
+    gpu = config["available_node_types"][gpu_type]
     wrong = _typo(rng, key)
     gpu[wrong] = gpu.pop(key)
     errors = validate_cluster_config(config)
-    assert any(repr(wrong) in e and e.startswith(f"available_node_types.{_gpu_type(config)}") for e in errors), errors
+    assert any(repr(wrong) in e and e.startswith(f"available_node_types.{gpu_type}") for e in errors), errors
 
 
 def test_wrong_type_is_named_by_its_path(config, rng):
