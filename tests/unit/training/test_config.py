@@ -1,0 +1,69 @@
+"""Configs and presets: the seed's numbers, validation with the fix in the message, --set overrides."""
+
+import pytest
+
+from wanray.training.config import TrainConfig, apply_overrides
+from wanray.training.presets import PRESETS, get_preset
+
+
+def test_every_preset_builds_and_round_trips_through_json_dict():
+    for name, build in PRESETS.items():
+        config = build()
+        assert config.name == name
+        assert TrainConfig.from_dict(config.to_dict()) == config
+        assert config.data.frames % 4 == 1
+
+
+def test_seed_presets_match_the_seed_table():
+    lora = get_preset("wan21_i2v_720p_lora")
+    assert (lora.lora.rank, lora.optim.lr, lora.epochs, lora.data.repeat) == (32, 1e-4, 2, 10)
+    assert lora.lora.target_modules == ("q", "k", "v", "o", "ffn.0", "ffn.2")
+    assert (lora.data.height, lora.data.width, lora.data.frames) == (720, 1280, 57)  # the seed's 60, made 4n+1
+    assert lora.data.extra_inputs == ("input_image",)
+    assert get_preset("wan21_i2v_720p_full").lora is None and get_preset("wan21_i2v_720p_full").data.frames == 41
+    for expert in ("high_noise", "low_noise"):
+        assert get_preset(f"wan22_i2v_a14b_lora_{expert}").data.frames == 45
+        full = get_preset(f"wan22_i2v_a14b_full_{expert}")
+        assert (full.data.frames, full.expert, full.expert_boundary, full.lora) == (25, expert, 0.9, None)
+
+
+def test_overrides_change_typed_fields_and_revalidate():
+    config = apply_overrides(get_preset("embedded_lora"), [
+        "optim.lr=2e-4", "data.frames=9", "lora.target_modules=q,v", "strategy.gradient_checkpointing=false",
+        "scaling.num_workers=2", "max_steps=7",
+    ])
+    assert config.optim.lr == 2e-4 and config.data.frames == 9 and config.lora.target_modules == ("q", "v")
+    assert config.strategy.gradient_checkpointing is False and config.scaling.num_workers == 2
+    assert config.max_steps == 7
+    full = apply_overrides(get_preset("embedded_lora"), ["lora=none"])
+    assert full.lora is None and full.method == "full"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("data.frames=60", "use 57 or 61"),
+    ("data.height=100", "multiples of 16"),
+    ("lora.target_modules=q,norm1", "choose from"),
+    ("strategy.offload_params=true", "needs strategy.engine=deepspeed"),
+    ("optim.lr=fast", "must be a number"),
+    ("optim.warmup=3", "unknown setting"),
+    ("scaling.num_workers=1.5", "whole number"),
+    ("expert=middle", "must be one of"),
+])
+def test_bad_values_fail_with_the_fix(assignment, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(get_preset("embedded_lora"), [assignment])
+
+
+def test_lora_fields_on_a_full_preset_are_refused():
+    with pytest.raises(ValueError, match="full fine-tune"):
+        apply_overrides(get_preset("wan21_i2v_720p_full"), ["lora.rank=8"])
+
+
+def test_deepspeed_offload_combinations():
+    base = get_preset("embedded_lora")
+    ok = apply_overrides(base, ["strategy.engine=deepspeed", "strategy.zero_stage=3", "strategy.offload_optimizer=true",
+                                "strategy.offload_params=true"])
+    assert ok.strategy.zero == 3
+    with pytest.raises(ValueError, match="needs zero_stage 3"):
+        apply_overrides(base, ["strategy.engine=deepspeed", "strategy.zero_stage=2", "strategy.offload_params=true"])
+    assert apply_overrides(base, ["strategy.zero_stage=3"]).strategy.zero == 0  # DDP ignores the ZeRO stage
