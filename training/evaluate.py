@@ -457,7 +457,17 @@ def _get(ref, what: str):
         cause = e.cause if e.cause is not None else e
         raise RuntimeError(f"{what}: {type(cause).__name__}: {cause}") from None
     except ray.exceptions.RayActorError as e:
-        raise RuntimeError(f"{what}: {e}") from None
+        log.debug("%s", e)
+        raise RuntimeError(f"{what}: {_exception_lines(str(e)) if e.actor_init_failed else e}") from None
+
+
+def _exception_lines(traceback_text: str) -> str:
+    """``Type: message`` (and its continuation lines) at the end of a formatted traceback."""
+    lines = traceback_text.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if re.match(r"^[A-Za-z_][\w.]*: ", lines[i]):
+            return "\n".join(lines[i:])
+    return traceback_text
 
 
 def _write_entry_videos(config: EvalConfig, entry: EvalEntry, outputs: dict[str, dict]) -> Path:
