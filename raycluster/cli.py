@@ -81,6 +81,9 @@ def register(sub) -> None:
                          "disabled: anyone who can reach the ports can run code")
     up.add_argument("--token-file", type=Path, default=None,
                     help="the cluster's token (default: next to the state file, created if missing)")
+    up.add_argument("--work-dir", type=Path, default=None,
+                    help="working directory of the cluster's processes and jobs: relative paths in job arguments "
+                         "resolve here (default: your home directory)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for the cluster (default 120)")
     _state_arg(up)
     up.set_defaults(func=run_up)
@@ -185,13 +188,14 @@ def run_up(args) -> int:
         num_cpus=args.num_cpus or os.cpu_count() or 1, num_gpus=args.num_gpus, memory_bytes=args.memory,
         object_store_bytes=args.object_store_memory, resources=dict(args.resource) or None,
         port=args.port, dashboard_port=args.dashboard_port, auth=args.auth,
-        token_file=token_file if args.auth == "token" else None, timeout_s=args.timeout,
+        token_file=token_file if args.auth == "token" else None, work_dir=args.work_dir, timeout_s=args.timeout,
     )
     cluster.save(state)
     flag = f" --state-file {state}" if args.state_file else ""
     print(f"Ray cluster up: {cluster.address}")
     print(f"  dashboard : {cluster.dashboard_url}")
     print(f"  auth      : {cluster.auth}" + (f" (token in {cluster.token_file})" if cluster.token_file else ""))
+    print(f"  work dir  : {cluster.work_dir} (relative paths in job arguments resolve here)")
     print(f"  state     : {state}")
     print(f"  check     : wanray job submit check --follow{flag}")
     print(f"  clients   : eval \"$(wanray cluster env{flag})\"   (for ray.init, ray status, ray job)")
@@ -224,7 +228,7 @@ def cluster_status(cluster) -> dict:
     pids = session_pids(cluster.session_id)
     report = {
         "address": cluster.address, "dashboard_url": cluster.dashboard_url, "auth": cluster.auth,
-        "token_file": cluster.token_file, "processes": len(pids),
+        "token_file": cluster.token_file, "work_dir": cluster.work_dir, "processes": len(pids),
         "process_kinds": dict(Counter(process_names(pids).values()).most_common()),
         "up": bool(pids), "resources": None, "nodes": None, "jobs": None,
     }
@@ -283,6 +287,7 @@ def run_status(args) -> int:
         print(f"  dashboard not answering: {report.get('dashboard_error')}")
     kinds = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in report["process_kinds"].items())
     print(f"  processes : {report['processes']} ({kinds})")
+    print(f"  work dir  : {report['work_dir']}")
     print(f"  state     : {state}")
     return 0
 

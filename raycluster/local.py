@@ -49,6 +49,7 @@ class LocalCluster:
     auth: str = "disabled"  # "token" or "disabled"
     token_file: str | None = None  # the cluster's token (auth="token"), readable by its owner only
     log_file: str | None = None  # output of `ray start`
+    work_dir: str | None = None  # working directory of its processes: relative job paths resolve here
 
     def token(self) -> str | None:
         if self.auth != "token" or not self.token_file:
@@ -118,6 +119,7 @@ def start_head(
     auth: str = "disabled",
     token_file: str | Path | None = None,
     temp_dir: str | None = None,
+    work_dir: str | Path | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 120,
 ) -> LocalCluster:
@@ -127,6 +129,9 @@ def start_head(
     ``object_store_bytes=None`` takes Ray's default (30% of memory).
     ``auth="token"`` needs ``token_file``: an existing token is reused, a missing file gets a new one.
     Unset ports are chosen free; a given port that is taken is an error.
+    ``work_dir`` (default: the home directory, as on cluster nodes) is the working directory of the
+    cluster's processes, so of job drivers too: never the caller's, where ``python -m wanray...`` would
+    import a source checkout ahead of the package the job ships.
     """
     if num_cpus < 1:
         raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
@@ -136,6 +141,9 @@ def start_head(
         raise ValueError(f"auth must be one of {AUTH_MODES}, got {auth!r}")
     if auth == "token" and token_file is None:
         raise ValueError("auth='token' needs a token_file (it is created with a new token if missing)")
+    work_dir = Path(work_dir or Path.home()).expanduser().resolve()
+    if not work_dir.is_dir():
+        raise ValueError(f"work_dir {work_dir} is not a directory")
     for given, what in ((port, "GCS"), (dashboard_port, "dashboard")):
         if given:
             check_port_free(given, what)
@@ -169,11 +177,12 @@ def start_head(
         cmd.append(f"--resources={json.dumps(resources)}")
     log = Path(temp_dir + ".start.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=child_env)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=child_env,
+                            cwd=work_dir)
     cluster = LocalCluster(
         address=f"127.0.0.1:{port}", dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
-        token_file=str(token_file) if auth == "token" else None, log_file=str(log),
+        token_file=str(token_file) if auth == "token" else None, log_file=str(log), work_dir=str(work_dir),
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
