@@ -112,21 +112,23 @@ def register(sub) -> None:
     jsub = job.add_subparsers(dest="job_command", metavar="COMMAND", required=True)
     from wanray.raycluster.jobs import JOB_KINDS
 
-    kinds = "\n".join(f"  {k:<6} python -m {m}: {what}" for k, (m, what) in JOB_KINDS.items())
     submit = jsub.add_parser("submit", help="submit a job (train, eval, synth, cache, check)",
-                             description=f"Submit a wanray job. Arguments for the job go after --.\n\n{kinds}",
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    submit.add_argument("kind", choices=list(JOB_KINDS), help="what to run")
-    submit.add_argument("job_args", nargs="*", metavar="-- ARGS", help="arguments for the job's module")
-    submit.add_argument("--env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
-                        help="environment variable for the job; repeat for several")
-    submit.add_argument("--entrypoint-num-cpus", type=float, default=None, help="CPUs reserved for the driver")
-    submit.add_argument("--entrypoint-num-gpus", type=float, default=None, help="GPUs reserved for the driver")
-    submit.add_argument("--submission-id", default=None, help="job id (default wanray-KIND-TIME-RANDOM)")
-    submit.add_argument("--follow", action="store_true",
-                        help="stream the logs until the job ends; exit 0 only if it SUCCEEDED")
-    _client_args(submit)
-    submit.set_defaults(func=run_submit)
+                             description="Submit a wanray job: KIND [options] -- ARGS (ARGS go to the job's module).")
+    kinds = submit.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind, (module, what) in JOB_KINDS.items():
+        # one parser per kind, so `-- ARGS` may follow the options (a second positional would not)
+        p = kinds.add_parser(kind, help=f"python -m {module}: {what}",
+                             description=f"python -m {module} ARGS on the cluster: {what}")
+        p.add_argument("job_args", nargs="*", metavar="ARGS", help=f"arguments for {module}, after --")
+        p.add_argument("--env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
+                       help="environment variable for the job; repeat for several")
+        p.add_argument("--entrypoint-num-cpus", type=float, default=None, help="CPUs reserved for the driver")
+        p.add_argument("--entrypoint-num-gpus", type=float, default=None, help="GPUs reserved for the driver")
+        p.add_argument("--submission-id", default=None, help="job id (default wanray-KIND-TIME-RANDOM)")
+        p.add_argument("--follow", action="store_true",
+                       help="stream the logs until the job ends; exit 0 only if it SUCCEEDED")
+        _client_args(p)
+        p.set_defaults(func=run_submit)
 
     for name, func, text in (("status", run_job_status, "the job's status and message"),
                              ("logs", run_job_logs, "the job's logs (--follow: until it ends)"),

@@ -29,8 +29,10 @@ from wanray.raycluster.local import LocalCluster, default_state_file
 
 # kind -> (module run by `python -m`, what it does)
 JOB_KINDS: dict[str, tuple[str, str]] = {
-    "train": ("wanray.training.train", "fine-tune a Wan model (LoRA or full) with Ray Train: -- --preset NAME ..."),
-    "eval": ("wanray.training.evaluate", "evaluate a checkpoint (PSNR/SSIM/score): -- ..."),
+    "train": ("wanray.training.train", "fine-tune a Wan model (LoRA or full) with Ray Train: "
+                                       "-- --preset NAME [--set KEY=VALUE]"),
+    "eval": ("wanray.training.evaluate", "rank models on a dataset split (PSNR/SSIM, leaderboard): "
+                                         "-- --models ... --dataset DIR --out DIR"),
     "synth": ("wanray.datasets.synth", "write a synthetic photo/video dataset: -- --n N --out DIR"),
     "cache": ("wanray.datasets.cache", "encode a dataset into the latent cache (Parquet): -- ..."),
     "check": ("wanray.raycluster.check", "print what a job sees on the cluster (wanray, versions, GPUs)"),
