@@ -104,7 +104,7 @@ def register(sub) -> None:
     validate = csub.add_parser("validate", help="check a cluster-launcher YAML against Ray's schema, and KubeRay "
                                                 "manifests (kind RayCluster/RayJob/RayService) structurally")
     validate.add_argument("files", nargs="*", type=Path,
-                          help="cluster.yaml and/or KubeRay manifests (default: ./cluster.yaml and the bundled manifests)")
+                          help="cluster.yaml and/or KubeRay manifests (default: ./cluster.yaml if present, and the bundled manifests)")
     validate.set_defaults(func=run_validate)
 
     job = sub.add_parser("job", help="submit wanray jobs to a Ray cluster; status, logs, stop",
@@ -308,7 +308,8 @@ def run_env(args) -> int:
 def run_validate(args) -> int:
     from wanray.raycluster.manifests import bundled_manifests, validate_file
 
-    files = args.files or [Path("cluster.yaml"), *bundled_manifests()]
+    default = [Path("cluster.yaml")] if Path("cluster.yaml").is_file() else []
+    files = args.files or [*default, *bundled_manifests()]
     failed = 0
     for path in files:
         errors = validate_file(path)
