@@ -137,6 +137,13 @@ def start_head(
         raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
     if num_gpus is not None and num_gpus < 0:
         raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    reserved = sorted(set(resources or {}) & {"CPU", "GPU", "memory", "object_store_memory"})
+    if reserved:
+        raise ValueError(f"{reserved} are not custom resources: declare them with num_cpus / num_gpus / memory_bytes "
+                         "/ object_store_bytes (wanray cluster up --num-cpus, --num-gpus, --memory, --object-store-memory)")
+    bad = [f"{k}={v}" for k, v in (resources or {}).items() if not isinstance(v, (int, float)) or v < 0]
+    if bad:
+        raise ValueError(f"custom resource amounts must be numbers >= 0, got {', '.join(bad)}")
     if auth not in AUTH_MODES:
         raise ValueError(f"auth must be one of {AUTH_MODES}, got {auth!r}")
     if auth == "token" and token_file is None:
@@ -177,8 +184,9 @@ def start_head(
         cmd.append(f"--resources={json.dumps(resources)}")
     log = Path(temp_dir + ".start.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=child_env,
-                            cwd=work_dir)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=child_env,
+                                cwd=work_dir)
     cluster = LocalCluster(
         address=f"127.0.0.1:{port}", dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
@@ -187,12 +195,12 @@ def start_head(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            stop(cluster)
+            stop(cluster, keep_log=True)
             raise RuntimeError(f"ray start failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
         if head_node_alive(cluster):
             return cluster
         time.sleep(0.5)
-    stop(cluster)
+    stop(cluster, keep_log=True)
     raise RuntimeError(f"Ray cluster did not come up within {timeout_s:.0f} s; see {log}")
 
 
@@ -265,8 +273,11 @@ def _describe(argv: list[str]) -> str:
     return Path(rest[0]).name if rest else program
 
 
-def stop(cluster: LocalCluster, grace_s: float = 10) -> list[int]:
-    """End every process of the cluster's session (TERM, then KILL after ``grace_s``); returns leftovers."""
+def stop(cluster: LocalCluster, grace_s: float = 10, keep_log: bool = False) -> list[int]:
+    """End every process of the cluster's session (TERM, then KILL after ``grace_s``); returns leftovers.
+
+    Removes the cluster's temp folder and, unless ``keep_log``, the log of ``ray start``.
+    """
     for pid in session_pids(cluster.session_id):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -278,6 +289,8 @@ def stop(cluster: LocalCluster, grace_s: float = 10) -> list[int]:
     while session_pids(cluster.session_id) and time.monotonic() < deadline:
         time.sleep(0.1)
     shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+    if cluster.log_file and not keep_log:
+        Path(cluster.log_file).unlink(missing_ok=True)
     return session_pids(cluster.session_id)
 
 

@@ -87,6 +87,6 @@ def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_p
     assert down.returncode == 0, down.stdout + down.stderr
     assert not leftovers
     assert _processes_mentioning(cluster.temp_dir) == []
-    assert not state.exists() and not Path(cluster.temp_dir).exists()
+    assert not state.exists() and not Path(cluster.temp_dir).exists() and not Path(cluster.log_file).exists()
     check_port_free(dashboard_port, "dashboard")
     check_port_free(port, "GCS")

@@ -52,6 +52,9 @@ def test_token_reaches_clients_as_header_and_environment(tmp_path):
     ({"num_cpus": 2, "num_gpus": -1}, "num_gpus must be >= 0, got -1"),
     ({"num_cpus": 2, "auth": "tokens"}, "auth must be one of ('token', 'disabled'), got 'tokens'"),
     ({"num_cpus": 2, "auth": "token"}, "auth='token' needs a token_file"),
+    ({"num_cpus": 2, "resources": {"GPU": 1, "x": 1}}, "['GPU'] are not custom resources"),
+    ({"num_cpus": 2, "resources": {"x": -1}}, "amounts must be numbers >= 0, got x=-1"),
+    ({"num_cpus": 2, "work_dir": "/nonexistent/dir"}, "work_dir /nonexistent/dir is not a directory"),
 ])
 def test_start_head_refuses_bad_settings_before_starting_anything(kwargs, message):
     with pytest.raises(ValueError) as e:
