@@ -159,6 +159,9 @@ def start_head(
     temp_dir = temp_dir or f"/tmp/ray-{os.getuid()}-{port}"
 
     child_env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": auth}
+    # an address inherited from the caller (another cluster) must not leak into this cluster's jobs
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        child_env.pop(name, None)
     # `python` in job entrypoints must be this interpreter (the one with wanray's dependencies).
     child_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{child_env.get('PATH', '')}"
     if auth == "token":
