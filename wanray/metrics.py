@@ -7,15 +7,15 @@
     assert gate.passed, gate.reasons
 
 Conventions (the seed's, made exact):
-- Arithmetic is float64: uint8 differences would wrap around (3 - 5 = 254).
+- No arithmetic in uint8, whose differences wrap around (3 - 5 = 254): PSNR sums squared differences
+  exactly in integers, everything else is float64.
 - PSNR uses data range 255 and the mean squared error over all pixels and channels of a frame, as
   ``skimage.metrics.peak_signal_noise_ratio``. Identical frames have an infinite PSNR; we report
   ``PSNR_CAP`` (100 dB) instead, so means and CSV files stay finite.
-- SSIM is Wang et al.'s with scikit-image's defaults (7x7 uniform window, K1 0.01, K2 0.03, sample
-  covariance, data range 255, mean over the window-valid region): ``ssim`` on grey (ITU-R BT.601 luma
+- SSIM is ``skimage.metrics.structural_similarity`` with its defaults (7x7 uniform window, K1 0.01,
+  K2 0.03, sample covariance) and data range 255, frame by frame: ``ssim`` on grey (ITU-R BT.601 luma
   0.299 R + 0.587 G + 0.114 B, kept in float), ``ssim_rgb`` the mean of the three channels' SSIM.
-  It is computed with torch (already a core dependency; scikit-image is only in the ``eval`` extra),
-  all frames of a chunk at once; tests check it against ``skimage.metrics.structural_similarity``.
+  scikit-image comes with the ``eval`` extra (``pip install 'wanray[eval]'``).
 - Quality bands from the seed: PSNR >= 32 dB is high quality, SSIM >= 0.85 is good.
 """
 
@@ -29,11 +29,8 @@ PSNR_CAP = 100.0  # dB reported for identical frames (their PSNR is infinite)
 PSNR_HIGH_QUALITY = 32.0  # the seed's band: PSNR >= 32 dB is high quality
 SSIM_GOOD = 0.85  # the seed's band: SSIM >= 0.85 is good
 DATA_RANGE = 255.0
-SSIM_WINDOW = 7
-_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+SSIM_WINDOW = 7  # scikit-image's default window: frames must be at least this wide and high
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" and OpenCV's RGB2GRAY
-# Pixels (x channels) per SSIM chunk: bounds the float64 temporaries to a few hundred MB at 720p.
-_SSIM_CHUNK_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -142,19 +139,21 @@ def compare_videos(generated: np.ndarray, reference: np.ndarray) -> VideoMetrics
         )
     if generated.shape[1:3] != reference.shape[1:3]:
         generated = resize_video(generated, height=reference.shape[1], width=reference.shape[2])
+    grey_generated, grey_reference = to_grey(generated), to_grey(reference)
     return VideoMetrics(
         psnr=psnr_per_frame(generated, reference),
-        ssim=ssim_per_frame(to_grey(generated), to_grey(reference)),
+        ssim=ssim_per_frame(grey_generated, grey_reference),
         ssim_rgb=ssim_per_frame(generated, reference),
-        flicker=flicker(generated),
-        flicker_reference=flicker(reference),
+        flicker=_flicker_of_grey(grey_generated),
+        flicker_reference=_flicker_of_grey(grey_reference),
     )
 
 
 def psnr_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[T] PSNR in dB of frames [T, H, W(, C)] with values in 0..255; ``PSNR_CAP`` for identical frames."""
-    diff = a.astype(np.float64) - b.astype(np.float64)  # float: uint8 subtraction wraps around
-    mse = np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)  # [T]
+    """[T] PSNR in dB of uint8 frames [T, H, W(, C)]; ``PSNR_CAP`` for identical frames."""
+    diff = a.astype(np.int32) - b.astype(np.int32)  # uint8 subtraction would wrap around (3 - 5 = 254)
+    squared = (diff * diff).reshape(len(diff), -1)  # [T, pixels]: exact, at most 255^2
+    mse = squared.sum(axis=1, dtype=np.int64) / squared.shape[1]  # [T], exact sums, then float64
     with np.errstate(divide="ignore"):
         psnr = 10.0 * np.log10(DATA_RANGE**2 / mse)
     return np.minimum(psnr, PSNR_CAP)
@@ -162,52 +161,36 @@ def psnr_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def to_grey(frames: np.ndarray) -> np.ndarray:
     """[T, H, W, 3] RGB -> [T, H, W] float64 BT.601 luma (0..255, not rounded)."""
-    return frames.astype(np.float64) @ _LUMA
+    r, g, b = (frames[..., i].astype(np.float64) for i in range(3))
+    return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
 
 
 def ssim_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[T] SSIM of grey [T, H, W] or colour [T, H, W, C] frames (colour: the mean over channels).
-
-    Equals ``skimage.metrics.structural_similarity(a[t], b[t], data_range=255[, channel_axis=-1])``: a
-    7x7 box window ("valid" positions only, which is what scikit-image averages after cropping its
-    reflect-padded filter output), K1 = 0.01, K2 = 0.03, sample covariance (49/48).
-    """
-    import torch
-    import torch.nn.functional as F
-
+    """[T] SSIM of grey [T, H, W] or colour [T, H, W, C] frames (colour: the mean over channels), 0..255 values."""
+    try:
+        from skimage.metrics import structural_similarity
+    except ImportError:
+        raise ImportError("SSIM needs scikit-image: pip install 'wanray[eval]' (or scikit-image)") from None
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs frames of equal shape, got {a.shape} and {b.shape}")
-    if a.ndim == 3:
-        a, b = a[..., None], b[..., None]
-    t, h, w, c = a.shape
-    if min(h, w) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}")
-    c1, c2 = (_SSIM_K1 * DATA_RANGE) ** 2, (_SSIM_K2 * DATA_RANGE) ** 2
-    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
-    chunk = max(1, _SSIM_CHUNK_ELEMENTS // (h * w * c))
-    out = []
-    for start in range(0, t, chunk):
-        x = torch.from_numpy(np.ascontiguousarray(a[start : start + chunk], dtype=np.float64))
-        y = torch.from_numpy(np.ascontiguousarray(b[start : start + chunk], dtype=np.float64))
-        x, y = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)  # [t, C, H, W]
-
-        def box(z):  # 7x7 window mean at every valid position: [t, C, H-6, W-6]
-            return F.avg_pool2d(z, SSIM_WINDOW, stride=1)
-
-        ux, uy = box(x), box(y)
-        vx = cov_norm * (box(x * x) - ux * ux)
-        vy = cov_norm * (box(y * y) - uy * uy)
-        vxy = cov_norm * (box(x * y) - ux * uy)
-        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        out.append(s.mean(dim=(2, 3)).mean(dim=1).numpy())  # mean over positions, then channels: [t]
-    return np.concatenate(out)
+    if min(a.shape[1:3]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape[1]}x{a.shape[2]}")
+    channel_axis = -1 if a.ndim == 4 else None
+    return np.array(
+        [structural_similarity(x, y, data_range=DATA_RANGE, channel_axis=channel_axis) for x, y in zip(a, b)],
+        dtype=np.float64,
+    )
 
 
 def flicker(frames: np.ndarray) -> float:
     """Mean |L(t) - (L(t-1) + L(t+1)) / 2| over inner frames, L = a frame's mean grey level (see VideoMetrics)."""
-    if len(frames) < 3:
+    return _flicker_of_grey(to_grey(frames))
+
+
+def _flicker_of_grey(grey: np.ndarray) -> float:
+    if len(grey) < 3:
         return 0.0
-    level = to_grey(frames).mean(axis=(1, 2))  # [T]
+    level = grey.mean(axis=(1, 2))  # [T]
     return float(np.mean(np.abs(level[1:-1] - (level[:-2] + level[2:]) / 2)))
 
 

@@ -10,7 +10,6 @@ from wanray.metrics import (
     compare_videos,
     flicker,
     psnr_per_frame,
-    ssim_per_frame,
     to_grey,
 )
 
@@ -44,13 +43,10 @@ def test_psnr_and_ssim_match_scikit_image_frame_by_frame(rng):
     assert m.ssim_rgb_mean == pytest.approx(np.mean(m.ssim_rgb))
 
 
-def test_ssim_chunking_gives_the_same_numbers(rng, monkeypatch):
-    import wanray.metrics
-
-    a, b = _video(rng, t=7), _video(rng, t=7)
-    whole = ssim_per_frame(a, b)
-    monkeypatch.setattr(wanray.metrics, "_SSIM_CHUNK_ELEMENTS", 1)  # one frame per chunk
-    np.testing.assert_allclose(ssim_per_frame(a, b), whole, atol=1e-12)
+def test_frames_smaller_than_the_ssim_window_are_refused(rng):
+    tiny = _video(rng, h=6, w=32)
+    with pytest.raises(ValueError, match="at least 7x7 pixels, got 6x32"):
+        compare_videos(tiny, tiny)
 
 
 def test_arithmetic_is_float_not_wrapping_uint8(rng):
