@@ -29,7 +29,6 @@ fitted (centre crop + resize) to the generated size, as training data is; an ent
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -208,57 +207,31 @@ def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-METADATA_FILE = "metadata.csv"
-REQUIRED_COLUMNS = ("id", "video", "prompt", "input_image")
-PATH_COLUMNS = ("video", "input_image", "control_video", "vace_video", "vace_video_mask", "vace_reference_image")
-
-
 def read_split_entries(root: Path, split: str) -> list[EvalEntry]:
-    """The entries of one split of a dataset root, sorted by id.
+    """The entries of one split (``test``, ``train``, ``all``) of a dataset root, sorted by id.
 
-    The minimal reader of this module: ``wanray.datasets`` (schema + split) had not landed when this
-    was written. It reads ``metadata.csv`` (id, video, prompt, input_image, control_video, vace_video,
-    optional vace_video_mask, vace_reference_image; paths relative to the root) and splits 9:1 by a
-    hash of the id. Swap it for ``wanray.datasets.schema``/``split`` once they exist.
+    The manifest is read and checked by ``wanray.datasets.schema`` and split by
+    ``wanray.datasets.split`` (the same 9:1 split training uses); every media path is confined to the
+    root and must exist. All bad entries are reported at once.
     """
-    root = Path(root).resolve()
-    path = root / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset {str(root)!r} has no {METADATA_FILE}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {', '.join(missing)}")
-        entries, errors = [], []
-        for row in reader:
-            line = reader.line_num
-            paths = {}
-            for column in PATH_COLUMNS:
-                value = (row.get(column) or "").strip()
-                if not value:
-                    continue
-                full = (root / value).resolve()
-                if not full.is_relative_to(root):
-                    errors.append(f"line {line}: {column} {value!r} points outside the dataset root")
-                paths[column] = full
-            if not (row.get("id") or "").strip():
-                errors.append(f"line {line}: id is empty")
-                continue
-            if "video" not in paths or "input_image" not in paths:
-                errors.append(f"line {line}: video and input_image are required")
-                continue
-            entry_id = row["id"].strip()
-            if split == "all" or split_of(entry_id) == split:
-                entries.append(EvalEntry(id=entry_id, prompt=(row.get("prompt") or "").strip(), **paths))
-    if errors:
-        raise ValueError(f"{path}: " + "; ".join(errors[:20]))
+    from wanray.datasets.schema import RowError, read_manifest, resolve_media
+    from wanray.datasets.split import select_split
+
+    entries, problems = [], []
+    for row in select_split(read_manifest(root), split):
+        paths, bad = {}, []
+        for column, relative in row.media().items():
+            try:
+                paths[column] = resolve_media(root, relative, column)
+            except RowError as e:
+                bad.append(str(e))
+        if bad:
+            problems.append(f"entry {row.id!r} (row {row.line}): {'; '.join(bad)}")
+        else:
+            entries.append(EvalEntry(id=row.id, prompt=row.prompt, **paths))
+    if problems:
+        raise InvalidInput(f"{root}: {len(problems)} unusable media path(s):\n  " + "\n  ".join(problems[:20]))
     return sorted(entries, key=lambda e: e.id)
-
-
-def split_of(entry_id: str) -> str:
-    """Deterministic 9:1: 'test' for one id in ten, by hash (see read_split_entries)."""
-    return "test" if int(hashlib.sha256(entry_id.encode()).hexdigest(), 16) % 10 == 0 else "train"
 
 
 def check_entries(entries: Sequence[EvalEntry], frames: int) -> None:
@@ -330,7 +303,7 @@ def conditioning_for(entry: EvalEntry, model: dict) -> tuple[dict, list[str]]:
         used = {"vace_video": pose, "vace_video_mask": entry.vace_video_mask,
                 "vace_reference_image": entry.vace_reference_image}
         used = {k: v for k, v in used.items() if v is not None}
-        consumed = set(used) | ({"control_video"} if pose is not None and entry.vace_video is None else set())
+        consumed = set(used) | ({"control_video"} if pose is not None and entry.control_video == pose else set())
     elif model["fun_control"] and entry.control_video is not None:
         used, consumed = {"control_video": entry.control_video}, {"control_video"}
     else:

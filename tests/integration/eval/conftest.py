@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from wanray.specs import embedded
-from wanray.training.evaluate import split_of
+from wanray.datasets.split import split_of
 from wanray.video import write_mp4
 
 
@@ -25,7 +25,8 @@ def _ids(split, n):
 
 @pytest.fixture(scope="module")
 def eval_dataset(tmp_path_factory):
-    """3 test entries (the first with a pose video as vace_video) and 2 train entries; 9-frame 64x64 references."""
+    """3 test and 2 train entries as datasets/ writes them (one pose video as control_video and vace_video);
+    9-frame 64x64 references."""
     root = tmp_path_factory.mktemp("eval_dataset")
     rng = np.random.default_rng()
     test_ids, train_ids = sorted(_ids("test", 3)), _ids("train", 2)
@@ -33,12 +34,10 @@ def eval_dataset(tmp_path_factory):
     for entry_id in test_ids + train_ids:
         Image.fromarray((rng.random((80, 64, 3)) * 255).astype("uint8")).save(root / f"{entry_id}.png")
         write_mp4(list((rng.random((9, 64, 64, 3)) * 255).astype("uint8")), root / f"{entry_id}.mp4", 8)
-        pose = ""
-        if entry_id == test_ids[0]:
-            pose = f"poses/{entry_id}.mp4"
-            write_mp4(list((rng.random((9, 64, 64, 3)) * 255).astype("uint8")), root / pose, 8)
+        pose = f"poses/{entry_id}.mp4"
+        write_mp4(list((rng.random((9, 64, 64, 3)) * 255).astype("uint8")), root / pose, 8)
         rows.append({"id": entry_id, "video": f"{entry_id}.mp4", "prompt": "the same person as an anime dancer",
-                     "input_image": f"{entry_id}.png", "control_video": "", "vace_video": pose})
+                     "input_image": f"{entry_id}.png", "control_video": pose, "vace_video": pose})
     with (root / "metadata.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

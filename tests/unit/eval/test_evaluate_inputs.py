@@ -19,8 +19,8 @@ from wanray.training.evaluate import (
     conditioning_for,
     parse_models,
     read_split_entries,
-    split_of,
 )
+from wanray.datasets.split import split_of
 from wanray.video import write_mp4
 
 
@@ -82,14 +82,6 @@ def test_config_is_checked(kw, message):
         _config(**kw)
 
 
-def test_split_is_deterministic_and_about_one_in_ten():
-    ids = [uuid.uuid4().hex for _ in range(5000)]
-    splits = [split_of(i) for i in ids]
-    assert splits == [split_of(i) for i in ids]
-    assert 0.08 < splits.count("test") / len(ids) < 0.12
-    assert set(splits) == {"test", "train"}
-
-
 def _ids(split, n):
     out, i = [], 0
     while len(out) < n:
@@ -106,8 +98,10 @@ def _write_dataset(root: Path, ids, frames=5, extra=None):
     for entry_id in ids:
         Image.fromarray((rng.random((40, 32, 3)) * 255).astype("uint8")).save(root / f"{entry_id}.png")
         write_mp4(list((rng.random((frames, 32, 32, 3)) * 255).astype("uint8")), root / f"{entry_id}.mp4", 8)
+        write_mp4(list((rng.random((frames, 32, 32, 3)) * 255).astype("uint8")), root / f"{entry_id}_pose.mp4", 8)
+        pose = f"{entry_id}_pose.mp4"
         rows.append({"id": entry_id, "video": f"{entry_id}.mp4", "prompt": f"dance {entry_id}",
-                     "input_image": f"{entry_id}.png", "control_video": "", "vace_video": "", **(extra or {})})
+                     "input_image": f"{entry_id}.png", "control_video": pose, "vace_video": pose, **(extra or {})})
     with (root / "metadata.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -121,19 +115,29 @@ def test_reader_keeps_only_the_split_with_absolute_paths(tmp_path):
     assert [e.id for e in entries] == sorted(test_ids)
     e = entries[0]
     assert e.video == (tmp_path / f"{e.id}.mp4").resolve() and e.prompt == f"dance {e.id}"
-    assert e.vace_video is None and e.control_video is None
+    assert e.vace_video == e.control_video == (tmp_path / f"{e.id}_pose.mp4").resolve()
+    assert e.vace_video_mask is None and e.vace_reference_image is None
     assert sorted(e.id for e in read_split_entries(tmp_path, "train")) == sorted(train_ids)
     assert len(read_split_entries(tmp_path, "all")) == 7
 
 
-def test_reader_confines_paths_and_names_missing_columns(tmp_path):
-    _write_dataset(tmp_path, _ids("test", 1), extra={"vace_video": "../../etc/passwd"})
-    with pytest.raises(ValueError, match="vace_video '../../etc/passwd' points outside the dataset root"):
+def test_reader_confines_paths_and_names_bad_entries(tmp_path):
+    ids = _ids("test", 2)
+    _write_dataset(tmp_path, ids, extra={"vace_video": "../../etc/passwd"})
+    with pytest.raises(ValueError, match="vace_video: '../../etc/passwd' contains '..'"):
         read_split_entries(tmp_path, "test")
+    _write_dataset(tmp_path, ids)
+    (tmp_path / f"{ids[1]}.mp4").unlink()
+    (tmp_path / f"{ids[0]}.png").unlink()
+    (tmp_path / f"{ids[0]}.png").symlink_to("/etc/hostname")
+    with pytest.raises(InvalidInput) as e:
+        read_split_entries(tmp_path, "test")
+    assert f"entry '{ids[0]}' (row 1): input_image: '{ids[0]}.png' resolves to /etc/hostname, outside" in str(e.value)
+    assert f"entry '{ids[1]}' (row 2): video: '{ids[1]}.mp4' does not exist" in str(e.value)
     (tmp_path / "metadata.csv").write_text("id,video\nx,x.mp4\n")
-    with pytest.raises(ValueError, match="missing columns prompt, input_image"):
+    with pytest.raises(ValueError, match="missing column.*prompt, input_image"):
         read_split_entries(tmp_path, "test")
-    with pytest.raises(FileNotFoundError, match="has no metadata.csv"):
+    with pytest.raises(ValueError, match="not a directory"):
         read_split_entries(tmp_path / "nowhere", "test")
 
 
@@ -171,6 +175,10 @@ def test_pose_video_goes_to_vace_and_unusable_inputs_are_reported():
                      vace_video=Path("p.mp4"), vace_reference_image=Path("r.png"))
     used, unused = conditioning_for(both, vace_model)
     assert used == {"vace_video": Path("p.mp4"), "vace_reference_image": Path("r.png")} and unused == ["control_video"]
+    same = EvalEntry(id="e", prompt="", input_image=Path("i"), video=Path("v"), control_video=Path("pose.mp4"),
+                     vace_video=Path("pose.mp4"))  # the datasets' convention: one pose video in both columns
+    assert conditioning_for(same, vace_model) == ({"vace_video": Path("pose.mp4")}, [])
+    assert conditioning_for(same, plain_model) == ({}, ["control_video", "vace_video"])
 
 
 def test_missing_model_files_are_named(tmp_path):
