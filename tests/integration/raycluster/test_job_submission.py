@@ -2,6 +2,7 @@
 runs to completion from the shipped package, and a running job can be stopped."""
 
 import json
+import random
 import secrets
 import time
 
@@ -52,6 +53,18 @@ def test_training_preset_job_runs_to_completion_and_reports(ray_cluster, client,
     assert main(["job", "list", "--address", address]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(job_id))
     assert "SUCCEEDED" in row
+
+
+def test_synth_job_writes_its_dataset(ray_cluster, client, job_package_cache, tmp_path, capsys):
+    n, out = random.randint(1, 3), tmp_path / "synth"
+    job_id = _job_id("synth")
+    assert main(["job", "submit", "synth", "--address", ray_cluster.dashboard_url, "--submission-id", job_id, "--",
+                 "--n", str(n), "--out", str(out), "--frames", "5", "--height", "64", "--width", "64"]) == 0
+    status = wait(client, job_id, timeout_s=300, poll_s=1)
+    assert status == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
+    assert len(list((out / "photos").glob("*.png"))) == n
+    assert len(list((out / "videos").glob("*.mp4"))) == n
+    assert (out / "metadata.csv").is_file()
 
 
 def test_a_running_job_can_be_stopped(ray_cluster, client, job_package_cache, tmp_path, capsys):
