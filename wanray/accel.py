@@ -143,3 +143,88 @@ def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
             m._conv_forward = types.MethodType(_conv3d_as_conv2d, m)
             changed += 1
     return changed
+
+
+# -- DiT kernels our adapter owns: RoPE in float32, fused RMSNorm --
+
+# Sequence-parallel shard of this process (set by wanray.parallel); RoPE slices the full-sequence table with it.
+SP_STATE = {"rank": 0, "world": 1}
+_ROPE_CACHE: dict = {}
+
+
+def _cos_sin(freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of a complex RoPE table [S, 1, d/2], float32, computed once per forward."""
+    key = (freqs.data_ptr(), freqs.shape, freqs.device)
+    if _ROPE_CACHE.get("key") != key:
+        _ROPE_CACHE.clear()
+        _ROPE_CACHE.update(key=key, freqs=freqs, cos=freqs.real.float(), sin=freqs.imag.float())
+    return _ROPE_CACHE["cos"], _ROPE_CACHE["sin"]
+
+
+def rope_apply_fp32(x: torch.Tensor, freqs: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Wan's 3-D RoPE in float32 real arithmetic (DiffSynth uses float64 complex: slow on GPUs).
+
+    x: [B, S_local, heads * head_dim]; freqs: complex [S, 1, head_dim / 2] for the whole sequence. Under
+    sequence parallelism S_local = S / world (rows past the end, i.e. padding, rotate by identity).
+    """
+    b, s, _ = x.shape
+    cos, sin = _cos_sin(freqs)  # [S, 1, d/2]
+    if cos.shape[0] != s:
+        start = SP_STATE["rank"] * s
+        cos, sin = cos[start : start + s], sin[start : start + s]
+        if cos.shape[0] < s:  # padded tail of the last shard
+            pad = s - cos.shape[0]
+            cos = torch.cat([cos, cos.new_ones(pad, *cos.shape[1:])])
+            sin = torch.cat([sin, sin.new_zeros(pad, *sin.shape[1:])])
+    xf = x.view(b, s, num_heads, -1, 2).float()  # [B, S, n, d/2, 2]
+    x0, x1 = xf.unbind(-1)
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)  # cos/sin broadcast over B and n
+    return out.flatten(2).to(x.dtype)
+
+
+def apply_fast_dit_kernels(*models: torch.nn.Module) -> None:
+    """float32 RoPE for every Wan attention, fused ``F.rms_norm`` for the given DiTs/VACE branches."""
+    from diffsynth.models import wan_video_dit
+    from diffsynth.models.wan_video_dit import set_to_torch_norm
+
+    if not hasattr(wan_video_dit, "diffsynth_rope_apply"):
+        wan_video_dit.diffsynth_rope_apply = wan_video_dit.rope_apply  # the original, for restore
+    wan_video_dit.rope_apply = rope_apply_fp32
+    set_to_torch_norm([m for m in models if m is not None])
+    log.info("DiT kernels: float32 RoPE, fused RMSNorm")
+
+
+def restore_diffsynth_kernels(*models: torch.nn.Module) -> None:
+    """Back to DiffSynth's own RoPE and RMSNorm (benchmark baselines)."""
+    from diffsynth.models import wan_video_dit
+
+    wan_video_dit.rope_apply = getattr(wan_video_dit, "diffsynth_rope_apply", wan_video_dit.rope_apply)
+    for model in models:
+        for module in model.modules():
+            if isinstance(module, wan_video_dit.RMSNorm):
+                module.use_torch_norm = False
+
+
+# -- torch.compile --
+
+
+def compile_dit_blocks(pipe, cache_dir: str | None = None) -> None:
+    """Regional ``torch.compile``: each DiT/VACE block class is compiled once and reused by every layer.
+
+    Inductor's on-disk caches (FX graph and autotuning) go to ``cache_dir`` (default
+    ``$WANRAY_COMPILE_CACHE`` or ~/.cache/wanray/inductor), so a restarted serve replica does not recompile.
+    """
+    import os
+
+    cache_dir = cache_dir or os.environ.get("WANRAY_COMPILE_CACHE") or os.path.expanduser("~/.cache/wanray/inductor")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache_dir)
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    count = 0
+    for model in (pipe.dit, pipe.dit2, getattr(pipe.vace, "vace", pipe.vace)):
+        if model is None:
+            continue
+        for block in (model.blocks if hasattr(model, "blocks") else model.vace_blocks):
+            block.compile(dynamic=False)
+            count += 1
+    log.info("torch.compile: %d DiT blocks (cache %s)", count, cache_dir)

@@ -186,6 +186,15 @@ def install_attention(name: str, device: torch.device | str) -> str:
     def flash_attention(q, k, v, num_heads, compatibility_mode=False):
         return fn(q, k, v, num_heads)
 
+    if not hasattr(wan_video_dit, "diffsynth_flash_attention"):
+        wan_video_dit.diffsynth_flash_attention = wan_video_dit.flash_attention  # the original, for restore
     wan_video_dit.flash_attention = flash_attention
     log.info("attention: %s (requested %s, device %s)", backend.name, name, torch.device(device))
     return backend.name
+
+
+def restore_diffsynth_attention() -> None:
+    """DiffSynth's own selection again (FA3 > FA2 > sage > SDPA by what imports): benchmark baselines."""
+    from diffsynth.models import wan_video_dit
+
+    wan_video_dit.flash_attention = getattr(wan_video_dit, "diffsynth_flash_attention", wan_video_dit.flash_attention)

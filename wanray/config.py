@@ -50,6 +50,11 @@ class ModelConfig:
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``bfloat16``, ``float16``, ``float32``.
         attention: attention backend (see ``wanray.attention``), ``auto`` picks the best available.
         fp8_storage: keep the DiT's linear weights in float8 (e4m3) and upcast per layer: ~half the memory.
+        fast_kernels: replace DiffSynth's float64 RoPE and unfused RMSNorm with float32 RoPE and
+            ``F.rms_norm`` (same results to within float32 rounding); off only for baselines.
+        compile: ``torch.compile`` the DiT blocks (regional: one compiled block reused by all layers).
+        ulysses_degree / cfg_degree: spread one generation over ulysses x cfg processes (one per GPU,
+            started by torchrun or a Ray placement group); see ``wanray.parallel``.
     """
 
     model: str = "embedded"
@@ -58,6 +63,10 @@ class ModelConfig:
     dtype: str = "auto"
     attention: str = "auto"
     fp8_storage: bool = False
+    fast_kernels: bool = True
+    compile: bool = False
+    ulysses_degree: int = 1
+    cfg_degree: int = 1
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -21,7 +21,8 @@ from PIL import Image
 from wanray import accel
 from wanray.attention import BackendUnavailable, install_attention
 from wanray.config import GenerationConfig, LoraRef, ModelConfig
-from wanray.inputs import PreparedRequest, prepare
+from wanray.inputs import InvalidInput, PreparedRequest, prepare
+from wanray.parallel import ParallelConfig, apply_parallel, check_parallel, init_parallel, local_device
 from wanray.loading import WanComponents, load_model_dir
 from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
 from wanray.video import write_mp4
@@ -95,22 +96,39 @@ class WanGenerator:
         self.dtype = dtype
         self.attention = attention
         self.fp8_storage = False
+        self.compiled = False
+        self.parallel = ParallelConfig()
         self.loras: tuple[LoraRef, ...] = ()
 
     @classmethod
     def load(cls, config: ModelConfig = ModelConfig()) -> "WanGenerator":
         """Check and load the model's files, select accelerations, build the pipeline."""
-        device = resolve_device(config.device)
+        parallel = ParallelConfig(ulysses_degree=config.ulysses_degree, cfg_degree=config.cfg_degree)
+        root, spec = resolve_model(config.model, config.model_spec)
+        if parallel.world_size > 1:
+            check_parallel(parallel, spec, int(os.environ.get("WORLD_SIZE", 1)), torch.cuda.device_count())
+            device = local_device() if config.device == "auto" else resolve_device(config.device)
+            init_parallel(parallel, device)
+        else:
+            device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
         attention = install_attention(config.attention, device)
-        root, spec = resolve_model(config.model, config.model_spec)
         started = time.perf_counter()
         components = load_model_dir(root, spec, dtype)
-        generator = cls(build_pipeline(components, device, dtype), components, device, dtype, attention)
+        pipe = build_pipeline(components, device, dtype)
+        generator = cls(pipe, components, device, dtype, attention)
+        if config.fast_kernels or parallel.world_size > 1:
+            accel.apply_fast_dit_kernels(pipe.dit, pipe.dit2, pipe.vace, pipe.vace2)
         if config.fp8_storage:
             for dit in components.dits:
                 accel.apply_fp8_storage(dit)
             generator.fp8_storage = True
+        if parallel.world_size > 1:
+            apply_parallel(pipe, parallel)
+        generator.parallel = parallel
+        if config.compile:
+            accel.compile_dit_blocks(pipe)
+            generator.compiled = True
         log.info("model %s ready on %s in %.1f s", spec.name, device, time.perf_counter() - started)
         return generator
 
@@ -142,6 +160,11 @@ class WanGenerator:
     ) -> GenerationResult:
         request = prepare(config, self.spec)
         tea_model = accel.tea_cache_model_id(self.spec, config.tea_cache)
+        cfg_parallel = self.parallel.cfg_degree == 2
+        if cfg_parallel and request.cfg == 1:
+            raise InvalidInput("cfg_degree 2 runs the two guidance passes in parallel; it needs cfg != 1")
+        if cfg_parallel and tea_model:
+            raise InvalidInput("TeaCache keeps one cache per guidance pass and cannot run with cfg_degree 2")
         self.set_loras(config.loras)
         started = time.perf_counter()
         frames = self.pipe(
@@ -160,6 +183,7 @@ class WanGenerator:
             width=request.width,
             num_frames=request.frames,
             cfg_scale=request.cfg,
+            cfg_merge=cfg_parallel,
             num_inference_steps=request.steps,
             sigma_shift=request.sigma_shift,
             switch_DiT_boundary=self.spec.expert_boundary,
@@ -186,6 +210,8 @@ class WanGenerator:
             if config.tiled_vae
             else None,
             "fp8_storage": self.fp8_storage,
+            "compiled": self.compiled,
+            "parallel": {"ulysses": self.parallel.ulysses_degree, "cfg": self.parallel.cfg_degree},
             "loras": [{"path": str(l.path), "alpha": l.alpha} for l in self.loras],
             "height": request.height,
             "width": request.width,
