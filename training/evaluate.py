@@ -45,6 +45,7 @@ from wanray.config import DEFAULT_FPS, DEFAULT_FRAMES, LoraRef
 from wanray.inputs import FUN_CONTROL_IN_DIM, InvalidInput, check_frames, check_size, load_frames, load_image
 from wanray.scoring import ScoreTable, ratings_template, read_ratings, score_table
 from wanray.specs import NAMED_SPECS
+from wanray.video import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def read_split_entries(root: Path, split: str) -> list[EvalEntry]:
             except RowError as e:
                 bad.append(str(e))
         if bad:
-            problems.append(f"entry {row.id!r} (row {row.line}): {'; '.join(bad)}")
+            problems.append(f"entry {row.id!r} (manifest line {row.line}): {'; '.join(bad)}")
         else:
             entries.append(EvalEntry(id=row.id, prompt=row.prompt, **paths))
     if problems:
@@ -325,7 +326,13 @@ class EvalRun:
 
 
 def run_evaluation(config: EvalConfig) -> EvalRun:
-    """Check inputs, start one actor per model, generate and score every entry, write the results."""
+    """Check inputs, start one actor per model, generate and score every entry, write the results.
+
+    Every actor is asked for at once; Ray starts as many as the cluster has room for (one per GPU on
+    a GPU cluster) and the rest when a finished model's actor is ended, so more models than GPUs
+    run in turn. Each video is written as it arrives; the side-by-side videos are composed at the end
+    from the written mp4s (metrics are always computed on the raw frames, on the actor).
+    """
     import ray
 
     check_models(config.models)
@@ -339,11 +346,7 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
 
     if not ray.is_initialized():
         ray.init(address=config.address)
-    gpus = config.gpus_per_model
-    if gpus is None:
-        gpus = 1 if config.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    if config.device == "cuda" and gpus == 0:
-        raise ValueError("device cuda needs GPUs: pass --gpus-per-model 1 (and a cluster with GPUs)")
+    gpus = _gpus_per_model(config, ray.cluster_resources().get("GPU", 0))
     device = "cuda" if gpus > 0 else "cpu"
     runner = ray.remote(ModelRunner)
     started = time.perf_counter()
@@ -353,34 +356,58 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
         m.name: runner.options(num_cpus=config.cpus_per_model, num_gpus=gpus).remote(m, device, config.attention)
         for m in config.models
     }
+    pending = {}  # ref -> (model name, entry; None for the load check)
+    for m in config.models:
+        pending[actors[m.name].describe.remote()] = (m.name, None)
+        pending.update({actors[m.name].run.remote(e, config): (m.name, e) for e in entries})
+    left = {m.name: len(entries) + 1 for m in config.models}
+    described, outputs = {}, {}
     try:
-        described = {name: _get(a.describe.remote(), f"model {name!r} failed to load") for name, a in actors.items()}
-        refs = {(m.name, e.id): actors[m.name].run.remote(e, config) for e in entries for m in config.models}
-        results, side_by_side = [], {}
-        for i, entry in enumerate(entries, start=1):
-            outputs = {m.name: _get(refs.pop((m.name, entry.id)), f"model {m.name!r} on entry {entry.id!r}")
-                       for m in config.models}
-            side_by_side[entry.id] = str(_write_entry_videos(config, entry, outputs).relative_to(config.out))
-            for name, output in outputs.items():
-                results.append({"model": name, "entry": entry.id, "metrics": output["metrics"],
-                                "info": output["info"], "unused": output["unused"]})
-            log.info("[%d/%d] %s: %s", i, len(entries), entry.id, "; ".join(
-                f"{n} PSNR {o['metrics']['psnr_mean']:.2f} dB SSIM {o['metrics']['ssim_mean']:.3f}"
-                for n, o in outputs.items()))
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            name, entry = pending.pop(ref)
+            output = _get(ref, name, entry)
+            if entry is None:
+                described[name] = output
+            else:
+                write_mp4(output.pop("frames"), _video_path(config.out, name, entry), config.fps)
+                outputs[(name, entry.id)] = output
+                done = len(outputs)
+                log.info("[%d/%d] %s on %s: PSNR %.2f dB, SSIM %.3f", done, len(entries) * len(config.models), name,
+                         entry.id, output["metrics"]["psnr_mean"], output["metrics"]["ssim_mean"])
+            left[name] -= 1
+            if not left[name]:
+                ray.kill(actors.pop(name))  # frees its GPU for a model still waiting
     finally:
         for actor in actors.values():
             ray.kill(actor)
+    side_by_side = {e.id: str(_write_side_by_side(config, e).relative_to(config.out)) for e in entries}
     record = {
         "config": _config_record(config, device, gpus),
         "models": [{**asdict(m), "loaded": described[m.name]} for m in config.models],
         "entries": [{"id": e.id, "file": e.file_name, "prompt": e.prompt} for e in entries],
-        "results": results,
+        "results": [{"model": m.name, "entry": e.id, **outputs[(m.name, e.id)]} for e in entries for m in config.models],
         "side_by_side": side_by_side,
         "seconds": round(time.perf_counter() - started, 1),
     }
     (config.out / RESULTS_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n")
     (config.out / RATINGS_TEMPLATE).write_text(ratings_template([(m.name, e.id) for e in entries for m in config.models]))
     return rescore(config.out, config.ratings)
+
+
+def _gpus_per_model(config: EvalConfig, cluster_gpus: float) -> float:
+    """auto: 1 GPU per model when the cluster has GPUs now; cuda: 1 even if none yet (an autoscaler adds them)."""
+    gpus = config.gpus_per_model
+    if gpus is None:
+        gpus = 1 if config.device == "cuda" or (config.device == "auto" and cluster_gpus >= 1) else 0
+    if config.device == "cuda" and gpus == 0:
+        raise ValueError("--device cuda needs --gpus-per-model above 0")
+    if config.device == "cpu" and gpus > 0:
+        raise ValueError("--device cpu takes no GPUs; drop --gpus-per-model")
+    if gpus > cluster_gpus:
+        log.warning("each model asks for %g GPU(s) but the cluster has %g now: waiting for the autoscaler to add "
+                    "GPU nodes (on a fixed cluster this waits forever: stop with Ctrl-C)", gpus, cluster_gpus)
+    return gpus
 
 
 def rescore(out: Path, ratings: Path | None = None) -> EvalRun:
@@ -421,17 +448,22 @@ def check_models(models: Sequence[EvalModel]) -> None:
                 raise FileNotFoundError(f"model {m.name!r}: LoRA file {str(lora.path)!r} does not exist")
 
 
-def _get(ref, what: str):
+def _get(ref, model: str, entry: EvalEntry | None):
+    """ray.get, with errors that name the model (and entry) and end in the original exception line."""
     import ray
 
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if e.cause is not None else e
-        raise RuntimeError(f"{what}: {type(cause).__name__}: {cause}") from None
+        where = f"model {model!r} failed to load" if entry is None else f"model {model!r} on entry {entry.id!r}"
+        raise RuntimeError(f"{where}: {type(cause).__name__}: {cause}") from None
     except ray.exceptions.RayActorError as e:
         log.debug("%s", e)
-        raise RuntimeError(f"{what}: {_exception_lines(str(e)) if e.actor_init_failed else e}") from None
+        if e.actor_init_failed:
+            raise RuntimeError(f"model {model!r} failed to load: {_exception_lines(str(e))}") from None
+        where = "while loading" if entry is None else f"on entry {entry.id!r}"
+        raise RuntimeError(f"model {model!r}: its actor died {where}: {e}") from None
 
 
 def _exception_lines(traceback_text: str) -> str:
@@ -443,18 +475,21 @@ def _exception_lines(traceback_text: str) -> str:
     return traceback_text
 
 
-def _write_entry_videos(config: EvalConfig, entry: EvalEntry, outputs: dict[str, dict]) -> Path:
-    """videos/MODEL/ENTRY.mp4 for each model, and side_by_side/ENTRY.mp4; returns the latter."""
-    from wanray.training.leaderboard import side_by_side_frames, write_side_by_side
-    from wanray.video import write_mp4
+def _video_path(out: Path, model: str, entry: EvalEntry) -> Path:
+    return out / "videos" / model / f"{entry.file_name}.mp4"
 
-    for name, output in outputs.items():
-        write_mp4(output["frames"], config.out / "videos" / name / f"{entry.file_name}.mp4", config.fps)
-    height, width = next(iter(outputs.values()))["frames"].shape[1:3]
+
+def _write_side_by_side(config: EvalConfig, entry: EvalEntry) -> Path:
+    """side_by_side/ENTRY.mp4 from the written videos; panels take the first model's size."""
+    from wanray.training.leaderboard import side_by_side_frames, write_side_by_side
+    from wanray.video import frames_to_array, read_video
+
+    videos = {m.name: frames_to_array(read_video(_video_path(config.out, m.name, entry))[0]) for m in config.models}
+    height, width = next(iter(videos.values())).shape[1:3]
     frames = side_by_side_frames(
         load_image(entry.input_image, "input_image"),
         reference_frames(entry, config.frames, width, height),
-        {name: output["frames"] for name, output in outputs.items()},
+        videos,
         height=height,
         width=width,
     )

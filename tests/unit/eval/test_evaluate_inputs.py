@@ -1,6 +1,7 @@
 """The ranking job's inputs: model syntax, config checks, the dataset reader, conditioning. No Ray."""
 
 import csv
+import re
 import uuid
 from pathlib import Path
 
@@ -132,8 +133,9 @@ def test_reader_confines_paths_and_names_bad_entries(tmp_path):
     (tmp_path / f"{ids[0]}.png").symlink_to("/etc/hostname")
     with pytest.raises(InvalidInput) as e:
         read_split_entries(tmp_path, "test")
-    assert f"entry '{ids[0]}' (row 1): input_image: '{ids[0]}.png' resolves to /etc/hostname, outside" in str(e.value)
-    assert f"entry '{ids[1]}' (row 2): video: '{ids[1]}.mp4' does not exist" in str(e.value)
+    assert re.search(rf"entry '{ids[0]}' \(manifest line \d\): input_image: '{ids[0]}.png' resolves to /etc/hostname, "
+                     "outside the dataset root", str(e.value))
+    assert re.search(rf"entry '{ids[1]}' \(manifest line \d\): video: '{ids[1]}.mp4' does not exist", str(e.value))
     (tmp_path / "metadata.csv").write_text("id,video\nx,x.mp4\n")
     with pytest.raises(ValueError, match="missing column.*prompt, input_image"):
         read_split_entries(tmp_path, "test")
@@ -187,3 +189,28 @@ def test_missing_model_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model 'full': base .* is neither a spec name"):
         check_models(parse_models([f"full={tmp_path}/missing_dir"]))
     check_models(parse_models(["base", "wan2.2-i2v-a14b"]))  # named specs are resolved on the actor
+
+
+@pytest.mark.parametrize(
+    "device, asked, cluster_gpus, expected",
+    [
+        ("auto", None, 0, 0),  # a CPU cluster
+        ("auto", None, 4, 1),  # one GPU per model
+        ("cuda", None, 0, 1),  # GPU workers from 0: the autoscaler adds them
+        ("auto", 2, 8, 2),
+        ("cpu", None, 8, 0),
+    ],
+)
+def test_gpus_per_model(device, asked, cluster_gpus, expected):
+    from wanray.training.evaluate import _gpus_per_model
+
+    assert _gpus_per_model(_config(device=device, gpus_per_model=asked), cluster_gpus) == expected
+
+
+def test_contradictory_device_and_gpus_are_refused():
+    from wanray.training.evaluate import _gpus_per_model
+
+    with pytest.raises(ValueError, match="--device cuda needs --gpus-per-model above 0"):
+        _gpus_per_model(_config(device="cuda", gpus_per_model=0), 1)
+    with pytest.raises(ValueError, match="--device cpu takes no GPUs"):
+        _gpus_per_model(_config(device="cpu", gpus_per_model=1), 1)
