@@ -91,8 +91,12 @@ def generator_deployment(config: ServeConfig):
     return serve.deployment(consumer, **generator_options(config))
 
 
-def build_app(args: dict[str, Any] | None = None, *, loader=None) -> serve.Application:
-    """Serve application builder (``import_path: wanray.serving.app:build_app``)."""
-    config = args if isinstance(args, ServeConfig) else ServeConfig.from_args(args)
+def build_app(args: dict[str, Any] | ServeConfig | None) -> serve.Application:
+    """Serve application builder (``import_path: wanray.serving.app:build_app``; Serve passes ``args:``)."""
+    return build_application(args if isinstance(args, ServeConfig) else ServeConfig.from_args(args))
+
+
+def build_application(config: ServeConfig, *, loader=None) -> serve.Application:
+    """The application from a typed config; ``loader(model, parallel)`` replaces how replicas load the model."""
     generator = generator_deployment(config).bind(config, loader)
     return VideoAPI.options(num_replicas=config.ingress_replicas).bind(config, generator)

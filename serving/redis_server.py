@@ -71,14 +71,15 @@ def stop_redis(server: RedisServer, grace_s: float = 10) -> None:
     """Stop the server started by ``start_redis`` (by its pid only) and delete its folder."""
     _signal(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while _alive(server.pid) and time.monotonic() < deadline:
+    while pid_alive(server.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(server.pid):
+    if pid_alive(server.pid):
         _signal(server.pid, signal.SIGKILL)
     shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie counts as ended)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
