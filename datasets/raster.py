@@ -8,6 +8,7 @@ inside their bounding box. Hand-written because scikit-image and PIL draw aliase
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -35,11 +36,14 @@ class Capsule:
                 max(self.a[0], self.b[0]) + r, max(self.a[1], self.b[1]) + r)
 
     def sdf(self, px, py):
-        r1 = self.r0 if self.r1 is None else self.r1
-        ab = self.b - self.a
-        t = np.clip(((px - self.a[0]) * ab[0] + (py - self.a[1]) * ab[1]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
-        dx, dy = px - (self.a[0] + t * ab[0]), py - (self.a[1] + t * ab[1])
-        r = self.r0 + (r1 - self.r0) * t
+        # Python floats keep the float32 pixel grids in float32 (numpy scalars would upcast to float64)
+        r0 = float(self.r0)
+        r1 = r0 if self.r1 is None else float(self.r1)
+        ax, ay = float(self.a[0]), float(self.a[1])
+        abx, aby = float(self.b[0]) - ax, float(self.b[1]) - ay
+        t = np.clip(((px - ax) * abx + (py - ay) * aby) / max(abx * abx + aby * aby, 1e-9), 0.0, 1.0)
+        dx, dy = px - (ax + t * abx), py - (ay + t * aby)
+        r = r0 + (r1 - r0) * t
         return np.hypot(dx, dy) - r, dx / r, dy / r
 
 
@@ -55,13 +59,14 @@ class Ellipse:
         return self.c[0] - r, self.c[1] - r, self.c[0] + r, self.c[1] + r
 
     def sdf(self, px, py):
-        cos, sin = np.cos(self.angle), np.sin(self.angle)
-        x, y = px - self.c[0], py - self.c[1]
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        rx, ry = float(self.rx), float(self.ry)
+        x, y = px - float(self.c[0]), py - float(self.c[1])
         u, v = x * cos + y * sin, -x * sin + y * cos
-        k0 = np.hypot(u / self.rx, v / self.ry)
-        k1 = np.maximum(np.hypot(u / self.rx**2, v / self.ry**2), 1e-9)
+        k0 = np.hypot(u / rx, v / ry)
+        k1 = np.maximum(np.hypot(u / (rx * rx), v / (ry * ry)), 1e-9)
         sd = k0 * (k0 - 1.0) / k1  # Quilez's ellipse distance estimate: exact on the boundary's normal
-        nu, nv = u / self.rx, v / self.ry
+        nu, nv = u / rx, v / ry
         return sd, nu * cos - nv * sin, nu * sin + nv * cos
 
 
@@ -79,26 +84,27 @@ class Polygon:
         return x0 - self.round, y0 - self.round, x1 + self.round, y1 + self.round
 
     def sdf(self, px, py):
-        pts = self.points
-        centre = pts.mean(0)
-        sd = np.full(px.shape, -np.inf)
-        for p, q in zip(pts, np.roll(pts, -1, axis=0)):
-            edge = q - p
-            length = np.hypot(*edge)
+        pts = [(float(x), float(y)) for x, y in self.points]
+        cx, cy = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
+        sd = np.full(px.shape, -np.inf, dtype=px.dtype)
+        for p, q in zip(pts, pts[1:] + pts[:1]):
+            ex, ey = q[0] - p[0], q[1] - p[1]
+            length = math.hypot(ex, ey)
             if length < 1e-9:
                 continue
-            nx, ny = edge[1] / length, -edge[0] / length
-            if (centre[0] - p[0]) * nx + (centre[1] - p[1]) * ny > 0:  # make the normal point outwards
+            nx, ny = ey / length, -ex / length
+            if (cx - p[0]) * nx + (cy - p[1]) * ny > 0:  # make the normal point outwards
                 nx, ny = -nx, -ny
             sd = np.maximum(sd, (px - p[0]) * nx + (py - p[1]) * ny)
-        sd = sd - self.round
+        sd = sd - float(self.round)
         if self.axis is None:
             zero = np.zeros_like(px)
             return sd, zero, zero
         a, b, half = self.axis
-        ab = b - a
-        t = np.clip(((px - a[0]) * ab[0] + (py - a[1]) * ab[1]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
-        return sd, (px - a[0] - t * ab[0]) / half, (py - a[1] - t * ab[1]) / half * 0.3
+        ax, ay, half = float(a[0]), float(a[1]), float(half)
+        abx, aby = float(b[0]) - ax, float(b[1]) - ay
+        t = np.clip(((px - ax) * abx + (py - ay) * aby) / max(abx * abx + aby * aby, 1e-9), 0.0, 1.0)
+        return sd, (px - ax - t * abx) / half, (py - ay - t * aby) / half * 0.3
 
 
 @dataclass
@@ -112,9 +118,10 @@ class HalfPlane:
         return -np.inf, -np.inf, np.inf, np.inf
 
     def sdf(self, px, py):
-        n = self.normal / np.hypot(*self.normal)
+        length = math.hypot(float(self.normal[0]), float(self.normal[1]))
+        nx, ny = float(self.normal[0]) / length, float(self.normal[1]) / length
         zero = np.zeros_like(px)
-        return (px - self.point[0]) * n[0] + (py - self.point[1]) * n[1], zero, zero
+        return (px - float(self.point[0])) * nx + (py - float(self.point[1])) * ny, zero, zero
 
 
 def convex_hull(points: np.ndarray) -> np.ndarray:

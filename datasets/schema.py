@@ -24,6 +24,7 @@ VIDEO_COLUMNS = ("video", "control_video", "vace_video", "vace_video_mask")
 IMAGE_COLUMNS = ("input_image", "vace_reference_image")
 MEDIA_COLUMNS = ("video", "input_image", "control_video", "vace_video", "vace_video_mask", "vace_reference_image")
 MANIFEST_FILES = ("metadata.csv", "metadata.parquet")
+ROW_PROBLEM = "__row_problem__"  # set by read_records on a CSV line it could not split into the header's columns
 # Ids key the split, the latent cache and file names: keep them short and free of path characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -44,7 +45,7 @@ class RowError(ValueError):
 class ManifestRow:
     """One entry. Media fields are paths relative to the dataset root; absent optional ones are None."""
 
-    line: int  # 1-based data row number (the CSV line is line + 1, after the header)
+    line: int  # line of metadata.csv (header = 1), or 1-based row of a Parquet manifest
     id: str
     video: str
     prompt: str
@@ -74,8 +75,13 @@ def find_manifest(root: Path | str) -> Path:
     raise ManifestError(f"{root} has no manifest: expected {' or '.join(MANIFEST_FILES)} (see datasets/README.md)")
 
 
-def read_records(root: Path | str) -> tuple[Path, list[dict[str, str]]]:
-    """The manifest's rows as dicts of strings (empty cells as ''); checks the header, not the rows."""
+def read_records(root: Path | str) -> tuple[Path, list[tuple[int, dict[str, str]]]]:
+    """The manifest's rows as (line, cells) with empty cells as ''; checks the header, not the rows.
+
+    ``line`` is the line of ``metadata.csv`` (the header is line 1) or the 1-based row of a Parquet
+    manifest. A CSV line with the wrong number of cells comes back with a ``ROW_PROBLEM`` cell, so
+    it is reported with the other bad rows instead of stopping the whole read.
+    """
     path = find_manifest(root)
     try:
         if path.suffix == ".parquet":
@@ -83,23 +89,21 @@ def read_records(root: Path | str) -> tuple[Path, list[dict[str, str]]]:
 
             table = pq.read_table(path)
             header = table.column_names
-            records = [{k: _cell(v) for k, v in row.items()} for row in table.to_pylist()]
+            records = [(i, {k: _cell(v) for k, v in row.items()}) for i, row in enumerate(table.to_pylist(), start=1)]
         else:
             with path.open(newline="", encoding="utf-8-sig") as f:
                 reader = csv.reader(f)
                 header = next(reader, None) or []
                 records = []
-                for number, cells in enumerate(reader, start=2):
+                for cells in reader:
                     if not any(c.strip() for c in cells):
                         continue  # blank line
+                    record = dict(zip(header, cells))
                     if len(cells) != len(header):
-                        raise ManifestError(
-                            f"{path}:{number}: {len(cells)} cells but the header has {len(header)} columns "
-                            "(quote cells that contain commas)"
+                        record[ROW_PROBLEM] = (
+                            f"{len(cells)} cells but the header has {len(header)} columns (quote cells that contain commas)"
                         )
-                    records.append(dict(zip(header, cells)))
-    except ManifestError:
-        raise
+                    records.append((reader.line_num, record))
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
         raise ManifestError(f"{path} cannot be read: {e}") from e
     duplicated = sorted({c for c in header if header.count(c) > 1})
@@ -135,7 +139,7 @@ def check_relative_path(text: str, column: str) -> list[str]:
 def parse_row(record: dict[str, str], line: int) -> ManifestRow:
     """A manifest row from its cells; raises RowError listing every schema problem."""
     cells = {k: (v or "").strip() if k != "prompt" else (v or "") for k, v in record.items()}
-    reasons = []
+    reasons = [f"row: {record[ROW_PROBLEM]}"] if ROW_PROBLEM in record else []
     entry_id = cells.get("id", "")
     if not entry_id:
         reasons.append("id: empty")
@@ -156,7 +160,7 @@ def parse_row(record: dict[str, str], line: int) -> ManifestRow:
         line=line,
         **{c: cells[c] for c in REQUIRED_COLUMNS},
         **{c: cells.get(c) or None for c in OPTIONAL_COLUMNS},
-        extra={k: v for k, v in record.items() if k not in COLUMNS},
+        extra={k: v for k, v in record.items() if k not in COLUMNS and k != ROW_PROBLEM},
     )
 
 
@@ -172,13 +176,13 @@ def read_manifest(root: Path | str) -> list[ManifestRow]:
     """Every row of the manifest, schema-checked, ids unique. Raises ManifestError naming the bad rows."""
     path, records = read_records(root)
     rows, problems = [], []
-    for line, record in enumerate(records, start=1):
+    for line, record in records:
         try:
             rows.append(parse_row(record, line))
         except RowError as e:
-            problems.append(f"row {line}: {e}")
+            problems.append(f"line {line}: {e}")
     for entry_id, lines in duplicate_ids(rows).items():
-        problems.append(f"id {entry_id!r} is used by rows {', '.join(map(str, lines))}")
+        problems.append(f"id {entry_id!r} is used on lines {', '.join(map(str, lines))}")
     if problems:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise ManifestError(
