@@ -21,9 +21,13 @@ def _csv(path):
 
 
 def test_leaderboard_over_embedded_models(ray_cluster, eval_dataset, random_lora, tmp_path):
+    import ray
+
     out = tmp_path / "eval"
+    # each actor asks for 60% of the free CPUs, so the two models can only run in turn (one waits for the other's end)
+    cpus = round(ray.available_resources()["CPU"] * 0.6, 2)
     config = embedded_smoke_eval(models=["base", f"styled=base+{random_lora}:0.7"], dataset=eval_dataset["root"],
-                                 out=out, **SMALL)
+                                 out=out, cpus_per_model=cpus, **SMALL)
     run = run_evaluation(config)
     test_ids = eval_dataset["test"]
 
