@@ -143,7 +143,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 1
     row = matches[0]
     from wanray.datasets.schema import resolve_media
-    from wanray.datasets.validate import probe_video
+    from wanray.datasets.media import probe_video
 
     print(f"{row.id} (line {row.line}, {split_of(row.id)})\n  prompt: {row.prompt}")
     for column, relative in row.media().items():

@@ -194,22 +194,23 @@ def _read_image(path: str, shape: VideoShape) -> np.ndarray:
 
 
 def _read_video(path: str, shape: VideoShape) -> np.ndarray:
-    import imageio.v3 as iio
+    from PIL import Image
 
-    from wanray.video import fit, read_video
+    from wanray.datasets.media import read_frames
+    from wanray.video import fit
 
     try:
-        source_fps = float(iio.immeta(path).get("fps") or 0) or shape.fps
-        indices = shape.source_indices(source_fps)
-        frames, _ = read_video(path, max_frames=indices[-1] + 1)  # stops decoding at the last frame needed
+        frames, source_fps = read_frames(path, limit=lambda fps: shape.source_frames_needed(fps or shape.fps))
     except Exception as e:  # imageio/ffmpeg raise many types for unreadable files
         raise IngestError(f"{path} could not be decoded ({type(e).__name__}: {e})") from e
+    indices = shape.source_indices(source_fps or shape.fps)
     if len(frames) <= indices[-1]:
         raise IngestError(
-            f"{path} has {len(frames)} frames at {source_fps:g} fps ({len(frames) / source_fps:.2f} s); the job needs "
-            f"{shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), i.e. {indices[-1] + 1} source frames"
+            f"{path} has {len(frames)} frames at {source_fps:g} fps ({len(frames) / (source_fps or shape.fps):.2f} s); "
+            f"the job needs {shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), "
+            f"i.e. {indices[-1] + 1} source frames"
         )
-    return np.stack([np.asarray(fit(frames[i], shape.width, shape.height), dtype=np.uint8) for i in indices])
+    return np.stack([np.asarray(fit(Image.fromarray(frames[i]), shape.width, shape.height), dtype=np.uint8) for i in indices])
 
 
 def decode_batch(batch: dict[str, np.ndarray], shape: VideoShape, mixed: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

@@ -164,11 +164,13 @@ def parse_row(record: dict[str, str], line: int) -> ManifestRow:
     )
 
 
-def duplicate_ids(rows: list[ManifestRow]) -> dict[str, list[int]]:
-    """Ids used by more than one row -> the lines that use them."""
+def duplicate_ids(records: list[tuple[int, dict[str, str]]]) -> dict[str, list[int]]:
+    """Ids used on more than one line -> those lines (every row counts, even one that is bad otherwise)."""
     lines: dict[str, list[int]] = {}
-    for row in rows:
-        lines.setdefault(row.id, []).append(row.line)
+    for line, record in records:
+        entry_id = (record.get("id") or "").strip()
+        if entry_id:
+            lines.setdefault(entry_id, []).append(line)
     return {k: v for k, v in lines.items() if len(v) > 1}
 
 
@@ -181,7 +183,7 @@ def read_manifest(root: Path | str) -> list[ManifestRow]:
             rows.append(parse_row(record, line))
         except RowError as e:
             problems.append(f"line {line}: {e}")
-    for entry_id, lines in duplicate_ids(rows).items():
+    for entry_id, lines in duplicate_ids(records).items():
         problems.append(f"id {entry_id!r} is used on lines {', '.join(map(str, lines))}")
     if problems:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")

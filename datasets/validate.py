@@ -13,6 +13,7 @@ quarantined. The command exits non-zero on bad rows only with ``--strict``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from wanray.datasets.schema import (
     IMAGE_COLUMNS, VIDEO_COLUMNS, ManifestRow, RowError, duplicate_ids, parse_row, read_records, resolve_media,
     write_manifest,
 )
+from wanray.datasets.media import VideoInfo, probe_video
 from wanray.datasets.shape import VideoShape
 from wanray.datasets.split import split_counts
 
@@ -132,28 +134,10 @@ class PromptLength:
         return []
 
 
-@dataclass
-class VideoInfo:
-    frames: int
-    fps: float
-    width: int
-    height: int
-
-    def size(self) -> str:
-        return f"{self.width}x{self.height}"
-
-
-def probe_video(path: Path) -> VideoInfo:
-    """Decode every frame (the only sure way to know a video is whole) and count them."""
-    import imageio.v3 as iio
-
-    fps = float(iio.immeta(path).get("fps") or 0)
-    frames, height, width = 0, 0, 0
-    for frame in iio.imiter(path):
-        if frames == 0:
-            height, width = frame.shape[:2]
-        frames += 1
-    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
+@functools.lru_cache(maxsize=4)
+def prompt_length(model: str, model_spec: str | None = None) -> PromptLength:
+    """One tokenizer per model and process (loading it imports DiffSynth)."""
+    return PromptLength(model, model_spec)
 
 
 def check_media(root: Path, row: ManifestRow, shape: VideoShape | None) -> list[str]:
@@ -231,7 +215,7 @@ def validate(config: ValidationConfig) -> ValidationReport:
     """Check every row; never stops at the first problem. Raises ManifestError only if the manifest is unusable."""
     root = Path(config.root)
     path, records = read_records(root)
-    prompts = PromptLength(config.model, config.model_spec) if config.model else None
+    prompts = prompt_length(config.model, config.model_spec) if config.model else None
     reasons: dict[int, list[str]] = {}
     rows: dict[int, ManifestRow] = {}
     for index, (line, record) in enumerate(records):
@@ -240,11 +224,12 @@ def validate(config: ValidationConfig) -> ValidationReport:
             reasons[index] = prompts.check(rows[index].prompt) if prompts else []
         except RowError as e:
             reasons[index] = list(e.reasons)
-    lines_of = duplicate_ids(list(rows.values()))
-    for index, row in rows.items():
-        if row.id in lines_of:
-            others = [str(n) for n in lines_of[row.id] if n != row.line]
-            reasons[index].append(f"id: {row.id!r} is also used on line(s) {', '.join(others)}")
+    lines_of = duplicate_ids(records)
+    for index, (line, record) in enumerate(records):
+        entry_id = (record.get("id") or "").strip()
+        if entry_id in lines_of:
+            others = [str(n) for n in lines_of[entry_id] if n != line]
+            reasons[index].append(f"id: {entry_id!r} is also used on line(s) {', '.join(others)}")
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
         media = dict(zip(rows, pool.map(lambda r: check_media(root, r, config.shape), rows.values())))
     for index, found in media.items():

@@ -1,0 +1,63 @@
+"""Reading dataset videos with one ffmpeg process each (metadata and frames from the same reader).
+
+``wanray.video.read_video`` opens a file twice (metadata, then frames); validating or ingesting
+thousands of entries pays for every process start, so these read both at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def read_frames(path: Path | str, limit: int | Callable[[float], int] | None = None) -> tuple[list[np.ndarray], float]:
+    """RGB frames (uint8 [H, W, 3]) and the frame rate (0 when the file has none).
+
+    ``limit``: at most this many frames, or a function of the file's fps giving that number (so a
+    job reads exactly the frames it samples, whatever the source rate).
+    """
+    import imageio.v2 as iio
+
+    reader = iio.get_reader(str(path), format="FFMPEG")
+    try:
+        fps = float(reader.get_meta_data().get("fps") or 0)
+        most = limit(fps) if callable(limit) else limit
+        frames = []
+        for frame in reader:
+            if most is not None and len(frames) >= most:
+                break
+            frames.append(np.asarray(frame)[..., :3])
+    finally:
+        reader.close()
+    return frames, fps
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """Decode every frame (the only sure way to know a video is whole) and count them."""
+    import imageio.v2 as iio
+
+    reader = iio.get_reader(str(path), format="FFMPEG")
+    try:
+        fps = float(reader.get_meta_data().get("fps") or 0)
+        frames, height, width = 0, 0, 0
+        for frame in reader:
+            if frames == 0:
+                height, width = frame.shape[:2]
+            frames += 1
+    finally:
+        reader.close()
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
