@@ -34,7 +34,7 @@ JOB_KINDS: dict[str, tuple[str, str]] = {
     "eval": ("wanray.training.evaluate", "rank models on a dataset split (PSNR/SSIM, leaderboard): "
                                          "-- --models ... --dataset DIR --out DIR"),
     "synth": ("wanray.datasets.synth", "write a synthetic photo/video dataset: -- --n N --out DIR"),
-    "cache": ("wanray.datasets.cache", "encode a dataset into the latent cache (Parquet): -- ..."),
+    "cache": ("wanray.datasets.cache", "encode a dataset into the latent cache (Parquet): -- ROOT --out DIR"),
     "check": ("wanray.raycluster.check", "print what a job sees on the cluster (wanray, versions, GPUs)"),
 }
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
