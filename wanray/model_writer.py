@@ -118,8 +118,13 @@ def write_model_dir(
     tokenizer_dir: Path | None = None,
     shards: int = 1,
     dit_dtype: torch.dtype = torch.bfloat16,
+    vae_dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write every file of a model directory; the tokenizer is copied from ``tokenizer_dir`` or trained."""
+    """Write every file of a model directory; the tokenizer is copied from ``tokenizer_dir`` or trained.
+
+    Dtypes follow the published files (DiT bf16, umT5 bf16, CLIP fp16, VAE fp32); the embedded model
+    stores its VAE in bf16 (``vae_dtype``) to keep the package small.
+    """
     import shutil
 
     out = Path(out)
@@ -133,7 +138,7 @@ def write_model_dir(
         (folder / DIT_CONFIG_FILE).write_text(json.dumps(spec.dit_config_json(), indent=2) + "\n")
     torch.save(_cast(text_encoder.state_dict(), torch.bfloat16), out / T5_FILE)
     vae_state = {k.removeprefix("model."): v for k, v in vae.state_dict().items()}
-    torch.save(_cast(vae_state, torch.float32), out / VAE_FILE)
+    torch.save(_cast(vae_state, vae_dtype), out / VAE_FILE)
     if image_encoder is not None:
         clip_state = {k.removeprefix("model."): v for k, v in image_encoder.state_dict().items()}
         torch.save(_cast(clip_state, torch.float16), out / CLIP_FILE)
@@ -154,8 +159,6 @@ def write_random_model_dir(out: Path, spec: ModelSpec, seed: int = 0, shards: in
     dits = [builders["dit"](False) for _ in range(n_dits)]
     vaces = [builders["vace"](False) for _ in range(n_dits)] if spec.vace is not None else None
     image_encoder = builders["image_encoder"](False) if spec.uses_clip else None
-    if image_encoder is not None:
-        _zero_unused_clip_block(image_encoder)
     return write_model_dir(
         out,
         spec,
@@ -167,10 +170,3 @@ def write_random_model_dir(out: Path, spec: ModelSpec, seed: int = 0, shards: in
         shards=shards,
         **kwargs,
     )
-
-
-def _zero_unused_clip_block(image_encoder: torch.nn.Module) -> None:
-    """Wan runs the CLIP tower one block short of its end; zero that block so it costs no storage."""
-    with torch.no_grad():
-        for p in image_encoder.model.visual.transformer[-1].parameters():
-            p.zero_()
