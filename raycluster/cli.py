@@ -44,7 +44,8 @@ def parse_resource(text: str) -> tuple[str, float]:
     except ValueError:
         value = -1
     if not sep or not name or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: write a custom resource as NAME=AMOUNT, e.g. accelerator_type:H100=1")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write a custom resource as NAME=AMOUNT, e.g. accelerator_type:H100=1")
     return name, value
 
 
@@ -104,7 +105,8 @@ def register(sub) -> None:
     validate = csub.add_parser("validate", help="check a cluster-launcher YAML against Ray's schema, and KubeRay "
                                                 "manifests (kind RayCluster/RayJob/RayService) structurally")
     validate.add_argument("files", nargs="*", type=Path,
-                          help="cluster.yaml and/or KubeRay manifests (default: ./cluster.yaml if present, and the bundled manifests)")
+                          help="cluster.yaml and/or KubeRay manifests "
+                               "(default: ./cluster.yaml if present, and the bundled manifests)")
     validate.set_defaults(func=run_validate)
 
     job = sub.add_parser("job", help="submit wanray jobs to a Ray cluster; status, logs, stop",

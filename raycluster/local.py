@@ -91,7 +91,8 @@ def check_port_free(port: int, what: str) -> None:
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            raise ValueError(f"{what} port {port} is already in use (another Ray cluster?); choose another one") from None
+            raise ValueError(
+                f"{what} port {port} is already in use (another Ray cluster?); choose another one") from None
 
 
 def ray_executable() -> str:
@@ -139,8 +140,9 @@ def start_head(
         raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
     reserved = sorted(set(resources or {}) & {"CPU", "GPU", "memory", "object_store_memory"})
     if reserved:
-        raise ValueError(f"{reserved} are not custom resources: declare them with num_cpus / num_gpus / memory_bytes "
-                         "/ object_store_bytes (wanray cluster up --num-cpus, --num-gpus, --memory, --object-store-memory)")
+        raise ValueError(f"{reserved} are not custom resources: declare them with num_cpus / num_gpus / "
+                         "memory_bytes / object_store_bytes (wanray cluster up --num-cpus, --num-gpus, --memory, "
+                         "--object-store-memory)")
     bad = [f"{k}={v}" for k, v in (resources or {}).items() if not isinstance(v, (int, float)) or v < 0]
     if bad:
         raise ValueError(f"custom resource amounts must be numbers >= 0, got {', '.join(bad)}")

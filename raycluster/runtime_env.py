@@ -10,8 +10,9 @@ and would still miss the layout, because ``wanray.datasets`` lives in ``datasets
 Which directory is shipped:
 
 - a regular install (site-packages/wanray) already holds every subpackage: shipped as it is;
-- an editable install has the subpackages scattered over the checkout: the project is built into a wheel (``pip wheel --no-deps``, from a copy of its sources,
-  so stale ``build/`` folders never leak in), the wheel is unpacked, and its ``wanray/`` is shipped.
+- an editable install has the subpackages scattered over the checkout: the project is built into a
+  wheel (``pip wheel --no-deps``, from a copy of its sources, so stale ``build/`` folders never leak
+  in), the wheel is unpacked, and its ``wanray/`` is shipped.
   Builds are cached by the hash of the sources (``$WANRAY_CACHE_DIR``, default ``~/.cache/wanray``).
 
 Why not ``py_modules: [the .whl]``: Ray installs a wheel with ``pip install WHEEL --target DIR``,
@@ -87,7 +88,8 @@ def project_sources(project: Path) -> list[Path]:
         files.append(project / readme)
     package_dirs = config.get("tool", {}).get("setuptools", {}).get("package-dir", {})
     if not package_dirs:
-        raise RuntimeError(f"{project / 'pyproject.toml'} has no [tool.setuptools] package-dir; cannot tell what to ship")
+        raise RuntimeError(
+            f"{project / 'pyproject.toml'} has no [tool.setuptools] package-dir; cannot tell what to ship")
     for folder in sorted(set(package_dirs.values())):
         root = project / folder
         files.extend(p for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts)

@@ -59,7 +59,8 @@ def test_each_cluster_has_token_auth_pinned_ray_and_8_gpu_workers(name, kind):
     assert gpu_groups
     for group in gpu_groups:
         container = _containers(group)[0]
-        assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"] == "8"
+        resources = container["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "8"
     for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
         for container in _containers(group):
             assert image_problem(container["image"]) is None
