@@ -41,7 +41,7 @@ def test_submit_queues_a_job_with_every_default_filled_in(client, services, phot
     assert response.headers["location"] == f"v1/videos/{job['id']}"
     params = job["params"]
     assert (params["height"], params["width"], params["frames"], params["steps"], params["seed"]) == (64, 64, 5, 1, 7)
-    assert "wav" in params["prompt"] and params["dance"] == "wave"
+    assert "dances the wave" in params["prompt"] and params["dance"] == "wave"
     # the photo is in the store and the job id is on the broker's queue
     assert services.store.get_bytes(f"inputs/{job['id']}") == photo_bytes
     assert queue_length(services) == 1
@@ -248,10 +248,11 @@ def test_auth_off_needs_no_header(client):
 
 
 def test_dances_page_docs_and_health(client, services):
+    from wanray.datasets.pose import DANCE_NAMES
+
     dances = client.get("/v1/dances").json()
-    names = [d["name"] for d in dances]
-    assert {"wave", "twist", "robot"} <= set(names)
-    assert all(d["name"] in d["prompt"] or len(d["prompt"]) > 20 for d in dances)
+    assert [d["name"] for d in dances] == list(DANCE_NAMES)  # the synthetic set's dances, listed in one place
+    assert all(f"dances the {d['name']} (" in d["prompt"] for d in dances)
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="photo"' in page.text and "static/app.js" in page.text
