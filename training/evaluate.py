@@ -1,21 +1,23 @@
 """Rank models on a dataset split: generate every entry with every model as a Ray job, score, write a leaderboard.
 
-    wanray eval --models base,lora=base+runs/lora/lora.safetensors,full=runs/full/model \\
-        --dataset data/dance --split test --out outputs/eval [--ratings ratings.csv] \\
-        [--frames 77 --height 720 --width 1280 --steps 50 --seed 0] [--base-model embedded]
+    wanray eval --dataset data/quick --split test --out outputs/eval \\
+        --models base,lora=base+outputs/train/lora/export/lora.safetensors,full=outputs/train/full/export/model \\
+        [--ratings ratings.csv] [--frames 77 --height 720 --width 1280 --steps 50 --seed 0] [--base-model embedded]
     wanray eval --rescore outputs/eval --ratings ratings.csv       # new ratings, no generation
 
 As a Ray job (the same arguments)::
 
     ray job submit --address http://HEAD:8265 -- python -m wanray.training.evaluate --models base,... \\
-        --dataset /shared/data/dance --out /shared/eval
+        --dataset /shared/data/quick --out /shared/eval
 
 How models are named (``--models``, comma-separated or repeated): ``NAME=SPEC`` where SPEC is a base
 model optionally followed by LoRAs, ``BASE[+LORA.safetensors[:ALPHA]]...``. BASE is ``base`` (the run's
 ``--base-model``, default ``embedded``), a spec name (``embedded``, ``wan2.1-i2v-14b-720p``,
 ``wan2.2-i2v-a14b``) or a model directory (e.g. a full fine-tune's export). A bare ``base`` means
 ``base=base``; a bare spec name means ``NAME=NAME``. NAME ([A-Za-z0-9._-], up to 64) names the
-model's files and rows. So ``--models base,lora=base+runs/lora/lora.safetensors:0.8,full=runs/full/model``.
+model's files and rows. ``wanray train`` exports ``export/lora.safetensors`` (a LoRA run) or the model
+directory ``export/model`` (a full fine-tune), so ``lora=base+outputs/train/lora/export/lora.safetensors:0.8``
+is a LoRA run's export on the base model at strength 0.8.
 
 Each model gets one Ray actor (1 GPU when the cluster has GPUs, else CPUs) that loads it once and then
 generates the split's entries one after another, computing PSNR/SSIM against the entry's reference
@@ -24,7 +26,9 @@ video on the actor; the driver writes into ``--out``: ``videos/MODEL/ENTRY.mp4``
 (metrics and what ran, for ``--rescore``), ``ratings_template.csv``, and the leaderboard
 (``leaderboard.csv``, ``entries.csv``, ``leaderboard.md``, ``leaderboard.png``). The reference is
 fitted (centre crop + resize) to the generated size, as training data is; an entry's pose video
-(``vace_video``, else ``control_video``) conditions models with a VACE branch.
+(``vace_video``, else ``control_video``) conditions models with a VACE branch. On a cluster of several
+nodes the dataset, model and LoRA paths must be on storage every node sees (the driver makes relative
+paths absolute); ``--out`` is written by the driver.
 """
 
 from __future__ import annotations
@@ -83,20 +87,30 @@ class EvalModel:
         if not sep:
             if text != BASE_ALIAS and text not in NAMED_SPECS:
                 raise ValueError(
-                    f"model {text!r} needs a spec: write {text}={BASE_ALIAS}+PATH.safetensors[:ALPHA] for a LoRA on the "
-                    f"base model, or {text}=PATH/TO/MODEL_DIR for a fully fine-tuned model (bare names allowed: "
-                    f"{BASE_ALIAS}, {', '.join(NAMED_SPECS)})"
+                    f"model {text!r} needs a spec: write {text}={BASE_ALIAS}+PATH.safetensors[:ALPHA] for a LoRA "
+                    f"on the base model, or {text}=PATH/TO/MODEL_DIR for a fully fine-tuned model (bare names "
+                    f"allowed: {BASE_ALIAS}, {', '.join(NAMED_SPECS)})"
                 )
             name = spec = text
         name, spec = name.strip(), spec.strip()
         base, *lora_parts = [p.strip() for p in spec.split("+")]
         if not base or any(not p for p in lora_parts):
-            raise ValueError(f"model {text!r}: empty part in {spec!r}; the form is NAME=BASE[+LORA.safetensors[:ALPHA]]...")
+            raise ValueError(
+                f"model {text!r}: empty part in {spec!r}; the form is NAME=BASE[+LORA.safetensors[:ALPHA]]..."
+            )
         loras = tuple(LoraRef.parse(p) for p in lora_parts)
         for lora in loras:
             if Path(lora.path).suffix != ".safetensors":
                 raise ValueError(f"model {name!r}: LoRA {str(lora.path)!r} must be a .safetensors file")
         return cls(name=name, model=base_model if base == BASE_ALIAS else base, loras=loras, spec=spec)
+
+    def resolved(self) -> "EvalModel":
+        """The same model with absolute paths: Ray workers do not run in the driver's directory."""
+        from dataclasses import replace
+
+        model = self.model if self.model in NAMED_SPECS else str(Path(self.model).expanduser().resolve())
+        loras = tuple(replace(l, path=Path(l.path).expanduser().resolve()) for l in self.loras)
+        return replace(self, model=model, loras=loras)
 
 
 def parse_models(values: Sequence[str], base_model: str = "embedded") -> tuple[EvalModel, ...]:
@@ -243,7 +257,8 @@ def check_entries(entries: Sequence[EvalEntry], frames: int) -> None:
             load_image(e.input_image, "input_image")
             load_frames(e.video, frames, 16, 16, "video")
             if e.vace_video or e.control_video:
-                load_frames(e.vace_video or e.control_video, frames, 16, 16, "vace_video" if e.vace_video else "control_video")
+                what = "vace_video" if e.vace_video else "control_video"
+                load_frames(e.vace_video or e.control_video, frames, 16, 16, what)
         except InvalidInput as err:
             problems.append(f"entry {e.id!r}: {err}")
     if problems:
@@ -336,6 +351,7 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
     import ray
 
     check_models(config.models)
+    models = tuple(m.resolved() for m in config.models)
     entries = read_split_entries(config.dataset, config.split)[: config.max_entries]
     if not entries:
         raise ValueError(f"the {config.split!r} split of {str(config.dataset)!r} has no entries")
@@ -354,10 +370,10 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
              len(entries), config.split, device, gpus, config.cpus_per_model)
     actors = {
         m.name: runner.options(num_cpus=config.cpus_per_model, num_gpus=gpus).remote(m, device, config.attention)
-        for m in config.models
+        for m in models
     }
     pending = {}  # ref -> (model name, entry; None for the load check)
-    for m in config.models:
+    for m in models:
         pending[actors[m.name].describe.remote()] = (m.name, None)
         pending.update({actors[m.name].run.remote(e, config): (m.name, e) for e in entries})
     left = {m.name: len(entries) + 1 for m in config.models}
@@ -384,14 +400,15 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
     side_by_side = {e.id: str(_write_side_by_side(config, e).relative_to(config.out)) for e in entries}
     record = {
         "config": _config_record(config, device, gpus),
-        "models": [{**asdict(m), "loaded": described[m.name]} for m in config.models],
+        "models": [{**asdict(m), "loaded": described[m.name]} for m in models],
         "entries": [{"id": e.id, "file": e.file_name, "prompt": e.prompt} for e in entries],
-        "results": [{"model": m.name, "entry": e.id, **outputs[(m.name, e.id)]} for e in entries for m in config.models],
+        "results": [{"model": m.name, "entry": e.id, **outputs[(m.name, e.id)]} for e in entries for m in models],
         "side_by_side": side_by_side,
         "seconds": round(time.perf_counter() - started, 1),
     }
     (config.out / RESULTS_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    (config.out / RATINGS_TEMPLATE).write_text(ratings_template([(m.name, e.id) for e in entries for m in config.models]))
+    template = ratings_template([(m.name, e.id) for e in entries for m in models])
+    (config.out / RATINGS_TEMPLATE).write_text(template)
     return rescore(config.out, config.ratings)
 
 
@@ -506,7 +523,8 @@ def _notes(record: dict) -> list[str]:
     first = record["results"][0]["info"] if record["results"] else {}
     notes = [
         f"{len(record['entries'])} entries of the {c['split']!r} split of {c['dataset']}; {c['frames']} frames at "
-        f"{first.get('width', c['width'])}x{first.get('height', c['height'])}, {first.get('steps', c['steps'])} step(s), "
+        f"{first.get('width', c['width'])}x{first.get('height', c['height'])}, "
+        f"{first.get('steps', c['steps'])} step(s), "
         f"seed {c['seed']}, on {c['resolved_device']}."
     ]
     unused: dict[tuple[str, str], int] = {}
@@ -514,7 +532,9 @@ def _notes(record: dict) -> list[str]:
         for column in r.get("unused", []):
             unused[(r["model"], column)] = unused.get((r["model"], column), 0) + 1
     for (model, column), count in sorted(unused.items()):
-        notes.append(f"model {model!r} cannot take the entries' {column} (no matching branch): not used for {count} entries.")
+        notes.append(
+            f"model {model!r} cannot take the entries' {column} (no matching branch): not used for {count} entries."
+        )
     return notes
 
 

@@ -115,7 +115,8 @@ def markdown(
         "A **partial** total lacks the subjective half (some entries are not rated): it holds only the PSNR and "
         "SSIM parts (at most 0.5) and ranks after every complete total.",
         "",
-        "| rank | model | total | basis | subjective part | PSNR part | SSIM part | subjective | PSNR (dB) | SSIM | spec |",
+        "| rank | model | total | basis | subjective part | PSNR part | SSIM part | subjective | PSNR (dB) | SSIM "
+        "| spec |",
         "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in table.models:
@@ -132,15 +133,18 @@ def markdown(
         for model, entry in table.missing:
             by_model.setdefault(model, []).append(entry)
         lines += [f"- {_md(model)}: {', '.join(_md(e) for e in entries)}" for model, entries in by_model.items()]
-        lines += ["", "Fill them in `ratings_template.csv` and rerun with `wanray eval --rescore DIR --ratings FILE`.", ""]
+        lines += ["", "Fill them in `ratings_template.csv` and rerun with "
+                      "`wanray eval --rescore DIR --ratings FILE`.", ""]
     if table.unused:
         lines += [f"## Ratings not used ({len(table.unused)}): no such model or entry in this evaluation", ""]
-        lines += [f"- line {r.line}: rater {_md(r.rater)}, model {_md(r.model)}, entry {_md(r.entry)}" for r in table.unused]
+        lines += [f"- line {r.line}: rater {_md(r.rater)}, model {_md(r.model)}, entry {_md(r.entry)}"
+                  for r in table.unused]
         lines.append("")
     lines += [
         "## Entries",
         "",
-        "| entry | model | total | PSNR mean / min (dB) | SSIM mean / min | SSIM RGB | flicker (ref) | subjective | raters |",
+        "| entry | model | total | PSNR mean / min (dB) | SSIM mean / min | SSIM RGB | flicker (ref) | subjective "
+        "| raters |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for e in sorted(table.entries, key=lambda e: (e.entry, e.model)):

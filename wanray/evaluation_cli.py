@@ -1,7 +1,7 @@
 """``wanray eval``: rank models on a dataset split (PSNR, SSIM, ratings) and write a leaderboard.
 
-    wanray eval --models base,lora=base+runs/lora/lora.safetensors,full=runs/full/model \\
-        --dataset data/dance --split test --out outputs/eval [--ratings ratings.csv]
+    wanray eval --dataset data/quick --split test --out outputs/eval [--ratings ratings.csv] \\
+        --models base,lora=base+outputs/train/lora/export/lora.safetensors,full=outputs/train/full/export/model
     wanray eval --rescore outputs/eval --ratings ratings.csv     # recompute with new ratings only
 
 A model is NAME=BASE[+LORA.safetensors[:ALPHA]]...; BASE is `base` (--base-model, default embedded),

@@ -174,7 +174,9 @@ def ssim_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs frames of equal shape, got {a.shape} and {b.shape}")
     if min(a.shape[1:3]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape[1]}x{a.shape[2]}")
+        raise ValueError(
+            f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape[1]}x{a.shape[2]}"
+        )
     channel_axis = -1 if a.ndim == 4 else None
     return np.array(
         [structural_similarity(x, y, data_range=DATA_RANGE, channel_axis=channel_axis) for x, y in zip(a, b)],
@@ -251,11 +253,14 @@ def acceleration_gate(
     if metrics.psnr_mean < min_psnr:
         worst = int(np.argmin(metrics.psnr))
         reasons.append(
-            f"mean PSNR {metrics.psnr_mean:.2f} dB < {min_psnr:g} dB (worst frame {worst}: {metrics.psnr[worst]:.2f} dB)"
+            f"mean PSNR {metrics.psnr_mean:.2f} dB < {min_psnr:g} dB "
+            f"(worst frame {worst}: {metrics.psnr[worst]:.2f} dB)"
         )
     if metrics.ssim_mean < min_ssim:
         worst = int(np.argmin(metrics.ssim))
-        reasons.append(f"mean SSIM {metrics.ssim_mean:.4f} < {min_ssim:g} (worst frame {worst}: {metrics.ssim[worst]:.4f})")
+        reasons.append(
+            f"mean SSIM {metrics.ssim_mean:.4f} < {min_ssim:g} (worst frame {worst}: {metrics.ssim[worst]:.4f})"
+        )
     if max_flicker_increase is not None and metrics.flicker - metrics.flicker_reference > max_flicker_increase:
         reasons.append(
             f"flicker {metrics.flicker:.2f} exceeds the reference's {metrics.flicker_reference:.2f} by more than "

@@ -115,7 +115,8 @@ def parse_ratings(text: str, source: str = "ratings") -> list[Rating]:
                  f"unknown columns: {', '.join(map(repr, unknown))}" if unknown else "",
                  f"repeated columns: {', '.join(repeated)}" if repeated else ""]
         raise RatingsError(
-            f"{source} line 1 (header): {'; '.join(p for p in parts if p)}. Expected exactly: {','.join(RATING_COLUMNS)}"
+            f"{source} line 1 (header): {'; '.join(p for p in parts if p)}. "
+            f"Expected exactly: {','.join(RATING_COLUMNS)}"
         )
     ratings, errors, seen = [], [], {}
     for values in reader:
@@ -145,7 +146,9 @@ def parse_ratings(text: str, source: str = "ratings") -> list[Rating]:
             continue
         key = (row["rater"], row["model"], row["entry"])
         if key in seen:
-            errors.append(f"line {line}: rater {key[0]!r} already rated model {key[1]!r} entry {key[2]!r} on line {seen[key]}")
+            errors.append(
+                f"line {line}: rater {key[0]!r} already rated model {key[1]!r} entry {key[2]!r} on line {seen[key]}"
+            )
             continue
         seen[key] = line
         ratings.append(Rating(rater=key[0], model=key[1], entry=key[2], line=line, **scores))

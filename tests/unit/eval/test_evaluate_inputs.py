@@ -214,3 +214,12 @@ def test_contradictory_device_and_gpus_are_refused():
         _gpus_per_model(_config(device="cuda", gpus_per_model=0), 1)
     with pytest.raises(ValueError, match="--device cpu takes no GPUs"):
         _gpus_per_model(_config(device="cpu", gpus_per_model=1), 1)
+
+
+def test_relative_model_paths_are_made_absolute_for_the_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = EvalModel.parse("lora=runs/full+x/l.safetensors:0.5").resolved()
+    assert m.model == str(tmp_path / "runs/full")
+    assert m.loras == (LoraRef(path=tmp_path / "x/l.safetensors", alpha=0.5),)
+    assert m.spec == "runs/full+x/l.safetensors:0.5" and m.name == "lora"
+    assert EvalModel.parse("base").resolved().model == "embedded"
