@@ -64,7 +64,8 @@ class DataSettings:
     Attributes:
         dataset: a dataset directory (``metadata.csv`` + media, as ``wanray datasets`` writes it).
         split: the split to train on; ``validation_split`` the one validation generates from.
-        height / width: multiples of 16; frames: 4n+1 (every sample is fitted to this shape).
+        height / width: multiples of 16; frames: 4n+1 (every sample is fitted to this shape); fps: the
+            frame rate videos are sampled at.
         repeat: passes over the data per epoch (DiffSynth's ``dataset_repeat``).
         extra_inputs: conditioning inputs read from each entry besides video and prompt.
         latent_cache: a latent cache directory (``wanray datasets cache``); used when it matches the
@@ -79,6 +80,7 @@ class DataSettings:
     height: int
     width: int
     frames: int
+    fps: float = 15.0
     repeat: int = 1
     extra_inputs: tuple[str, ...] = ("input_image",)
     latent_cache: str | None = None

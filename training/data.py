@@ -34,8 +34,24 @@ class TrainingData:
     reason: str
 
 
-def _shape(config: TrainConfig) -> tuple[int, int, int]:
-    return (config.data.frames, config.data.height, config.data.width)
+def _shape(config: TrainConfig) -> tuple[int, int, int, float]:
+    """(frames, height, width, fps), as ``wanray.datasets.cache`` takes a shape."""
+    return (config.data.frames, config.data.height, config.data.width, config.data.fps)
+
+
+def _media(config: TrainConfig) -> tuple[str, ...]:
+    """The media columns ingest must decode (video and input_image always are)."""
+    wanted = {"vace_video": ("vace_video", "vace_video_mask"), "vace_reference_image": ("vace_reference_image",),
+              "control_video": ("control_video",)}
+    return ("video", "input_image") + tuple(c for x in config.data.extra_inputs for c in wanted.get(x, ()))
+
+
+def _read_split(config: TrainConfig, split: str):
+    from wanray.datasets import ingest
+
+    d = config.data
+    return ingest.read_split(d.dataset, split, height=d.height, width=d.width, frames=d.frames, fps=d.fps,
+                             media=_media(config))
 
 
 def choose_source(config: TrainConfig) -> tuple[str, str]:
@@ -47,35 +63,32 @@ def choose_source(config: TrainConfig) -> tuple[str, str]:
     cache_dir = Path(config.data.latent_cache).expanduser()
     if not cache_dir.exists():
         return SOURCE_PIXELS, f"latent cache {cache_dir} does not exist"
-    if not cache.cache_matches(cache_dir, config.model, _shape(config)):
+    if not cache.cache_matches(cache_dir, config.model, _shape(config), split=config.data.split):
         return SOURCE_PIXELS, f"latent cache {cache_dir} was made for another model or shape"
     return SOURCE_CACHE, f"latent cache {cache_dir} matches {config.model} at {_shape(config)}"
 
 
 def build_training_data(config: TrainConfig) -> TrainingData:
     """The train (and validation) datasets, lazily read; counts the training rows."""
-    from wanray.datasets import ingest
+    from wanray.datasets.ingest import IngestError
 
     source, reason = choose_source(config)
     log.info("training inputs: %s (%s)", source, reason)
     if source == SOURCE_CACHE:
         from wanray.datasets import cache
 
-        train = cache.read_latent_cache(Path(config.data.latent_cache).expanduser(), config.data.split)
+        train = cache.read_latent_cache(Path(config.data.latent_cache).expanduser(), config.data.split,
+                                        fingerprint=cache.fingerprint(config.model, _shape(config)))
     else:
-        train = ingest.read_split(
-            config.data.dataset, config.data.split, height=config.data.height, width=config.data.width,
-            frames=config.data.frames,
-        )
+        train = _read_split(config, config.data.split)
     if config.data.limit is not None:
         train = train.limit(config.data.limit)
     datasets = {"train": train}
     if config.validation.every_steps:
-        validation = ingest.read_split(
-            config.data.dataset, config.data.validation_split, height=config.data.height, width=config.data.width,
-            frames=config.data.frames,
-        )
-        datasets["validation"] = validation.limit(config.validation.samples)
+        try:
+            datasets["validation"] = _read_split(config, config.data.validation_split).limit(config.validation.samples)
+        except IngestError as e:
+            log.warning("validation off: %s", e)
     return TrainingData(datasets=datasets, rows=train.count(), source=source, reason=reason)
 
 

@@ -114,28 +114,34 @@ class Engine:
 
 
 class DDPEngine(Engine):
-    """torch DDP (through Ray Train's ``prepare_model``); float32 trainable weights, bf16 autocast on GPU."""
+    """torch DDP (through Ray Train's ``prepare_model``) with float32 master weights.
+
+    The module runs entirely in the compute dtype (bf16 LoRA weights on GPU, as DiffSynth trains: no
+    per-layer casts); the optimizer updates float32 master copies, which are copied back after each
+    step, so small updates are not lost to bf16 rounding. On CPU (float32) the weights are the masters.
+    """
 
     def __init__(self, module: torch.nn.Module, optim: OptimSettings, total_steps: int, dtype: torch.dtype,
-                 device: torch.device):
-        import ray.train.torch
-
-        for p in module.parameters():
-            if p.requires_grad:
-                p.data = p.data.float()  # master weights; the forward casts under autocast
+                 device: torch.device, prepare: bool = True):
         self.raw = module
-        self.module = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": False})
+        self.module = module
         self.params = [p for p in module.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.params, optim, fused=device.type == "cuda")
+        for p in self.params:
+            p.data = p.data.to(dtype)
+        self.names = [n for n, p in module.named_parameters() if p.requires_grad]
+        self.master = self.params if dtype == torch.float32 else [
+            torch.nn.Parameter(p.detach().float().clone()) for p in self.params
+        ]
+        if prepare:  # inside a Ray Train worker: DDP over the workers (no wrapper for one worker)
+            import ray.train.torch
+
+            self.module = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": False})
+        self.optimizer = build_optimizer(self.master, optim, fused=device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(optim, total_steps))
         self.grad_clip = optim.grad_clip
-        self.autocast = (
-            torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-        )
 
     def forward(self, **inputs) -> torch.Tensor:
-        with self.autocast:
-            return self.module(**inputs)
+        return self.module(**inputs)
 
     def accumulate(self, boundary: bool):
         if boundary or not hasattr(self.module, "no_sync"):
@@ -148,11 +154,19 @@ class DDPEngine(Engine):
     def step(self, boundary: bool) -> None:
         if not boundary:
             return
+        if self.master is not self.params:
+            for m, p in zip(self.master, self.params):
+                m.grad = None if p.grad is None else p.grad.float()
+                p.grad = None
         if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.master, self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.master is not self.params:
+            with torch.no_grad():
+                for m, p in zip(self.master, self.params):
+                    p.copy_(m)
 
     def save(self, directory: Path) -> None:
         import ray.train
@@ -160,8 +174,7 @@ class DDPEngine(Engine):
 
         if ray.train.get_context().get_world_rank() != 0:
             return
-        names = [n for n, p in self.raw.named_parameters() if p.requires_grad]
-        state = {n: p.detach().cpu().contiguous() for n, p in zip(names, self.params)}
+        state = {n: m.detach().cpu().contiguous() for n, m in zip(self.names, self.master)}
         save_file(state, str(directory / "trainable.safetensors"))
         torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
         (directory / "scheduler.json").write_text(json.dumps(self.scheduler.state_dict()))
@@ -170,12 +183,12 @@ class DDPEngine(Engine):
         from safetensors.torch import load_file
 
         state = load_file(str(directory / "trainable.safetensors"))
-        names = [n for n, p in self.raw.named_parameters() if p.requires_grad]
-        missing = [n for n in names if n not in state]
+        missing = [n for n in self.names if n not in state]
         if missing:
             raise ValueError(f"{directory}: checkpoint lacks {len(missing)} trainable tensors, e.g. {missing[0]}")
         with torch.no_grad():
-            for n, p in zip(names, self.params):
+            for n, m, p in zip(self.names, self.master, self.params):
+                m.copy_(state[n])
                 p.copy_(state[n])
         self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"))
         self.scheduler.load_state_dict(json.loads((directory / "scheduler.json").read_text()))

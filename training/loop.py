@@ -103,6 +103,12 @@ def _report(dist: _Dist, engine, config: TrainConfig, state: TrainerState, metri
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _progress(dist: _Dist, message: str, every_rank: bool = False) -> None:
+    """A progress line in the worker's stdout: Ray forwards it to the driver, the job log and the dashboard."""
+    if every_rank or dist.rank == 0:
+        print(f"[wanray.training rank {dist.rank}] {message}", flush=True)
+
+
 def _maybe_kill_self(config: TrainConfig, dist: _Dist, step: int) -> None:
     fault = config.fault_injection
     if fault is None or fault.rank != dist.rank or fault.step != step:
@@ -123,8 +129,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     _worker_environment(device.type == "cpu")
     from wanray.training.data import RowEncoder, row_to_sample
     from wanray.training.engine import build_engine
-    from wanray.training.flow import FlowMatching, step_generator
+    from wanray.training.flow import FlowMatching
     from wanray.training.model import build_training_model
+    from wanray.training.step import micro_step
 
     config = TrainConfig.from_dict(loop_config["config"])
     plan = RunPlan(**loop_config["plan"])
@@ -143,8 +150,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with checkpoint.as_directory() as directory:
             engine.load(Path(directory))
             state = TrainerState.load(Path(directory))
-        log.info("rank %d resumed at step %d (pass %d, row %d)", dist.rank, state.step, state.pass_index,
-                 state.rows_done)
+        _progress(dist, f"resumed at step {state.step} (pass {state.pass_index}, row {state.rows_done})", True)
 
     run_dir = config.run_dir
     writer = None
@@ -156,7 +162,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if config.validation.every_steps and (dist.rank == 0 or engine.gathers_parameters):
         from wanray.training.validation import Validator
 
-        rows = list(ray.train.get_dataset_shard("validation").iter_rows())
+        try:
+            rows = list(ray.train.get_dataset_shard("validation").iter_rows())
+        except KeyError:  # the driver found no validation entries
+            rows = []
         samples = [row_to_sample(r, config.data.extra_inputs) for r in rows]
         if samples:
             validator = Validator(config.validation, model.generator, samples, run_dir / "validation", writer,
@@ -169,8 +178,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     rows_per_pass = plan.steps_per_pass * grad_accum
     shard = ray.train.get_dataset_shard("train")
     window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
-    log.info("rank %d/%d on %s: %d steps (%d per pass, %d rows per worker per pass), inputs from %s",
-             dist.rank, dist.world, device, plan.total_steps, plan.steps_per_pass, plan.rows_per_worker, plan.source)
+    _progress(dist, f"{dist.world} worker(s) on {device}: {plan.total_steps} steps ({plan.steps_per_pass} per pass, "
+                    f"{plan.rows_per_worker} rows per worker per pass), {config.method}, inputs from {plan.source}")
 
     while state.step < plan.total_steps:
         for i, row in enumerate(_rows_of_pass(shard, config, state.pass_index)):
@@ -180,15 +189,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 break
             micro = i % grad_accum
             boundary = micro == grad_accum - 1
-            inputs = encode(row)
-            x0 = inputs.pop("input_latents")  # [1, 16, T', H/8, W/8]
-            noised = flow.noise(x0, step_generator(config.seed, state.step, dist.rank, micro), model.dtype)
-            with engine.accumulate(boundary):
-                prediction = engine.forward(latents=noised.latents, timestep=noised.timestep, **inputs)
-                loss = flow.loss(prediction, noised)
-                engine.backward(loss / grad_accum if config.strategy.engine == "ddp" else loss)
-            engine.step(boundary)
-            window_loss += float(loss.detach())
+            loss = micro_step(engine, flow, encode(row), seed=config.seed, step=state.step, rank=dist.rank,
+                              micro=micro, grad_accum=grad_accum, dtype=model.dtype, boundary=boundary,
+                              loss_divisor=grad_accum if config.strategy.engine == "ddp" else 1)
+            window_loss += loss
             window_n += 1
             state.rows_done = i + 1
             if not boundary:
@@ -222,8 +226,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 for key in ("loss", "lr", "samples_per_s"):
                     writer.add_scalar(f"train/{key}", metrics[key], state.step)
                 writer.flush()
-            log.info("step %d/%d  loss %.4f  lr %.2e  %.2f samples/s%s", state.step, plan.total_steps, loss_mean,
-                     metrics["lr"], metrics["samples_per_s"], " (checkpoint)" if save else "")
+            _progress(dist, f"step {state.step}/{plan.total_steps}  loss {loss_mean:.4f}  lr {metrics['lr']:.2e}  "
+                            f"{metrics['samples_per_s']:.2f} samples/s" + (" (checkpoint)" if save else "")
+                            + "".join(f"  {k} {metrics[k]:.3f}" for k in ("val_psnr", "val_ssim") if k in metrics))
             _report(dist, engine, config, state, metrics, checkpoint=save)
             window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
         else:
@@ -253,7 +258,7 @@ def _export(config: TrainConfig, model, engine, dist: _Dist) -> None:
                     "wanray.base_model": config.model, "wanray.rank": config.lora.rank,
                     "wanray.targets": ",".join(config.lora.target_modules), "wanray.expert": config.expert or "",
                 })
-                log.info("exported LoRA (%d tensors) to %s", len(state), path)
+                _progress(dist, f"exported LoRA ({len(state)} tensors) to {path}")
     else:
         from wanray.generation import resolve_model
         from wanray.model_writer import dit_state_dict
@@ -266,7 +271,7 @@ def _export(config: TrainConfig, model, engine, dist: _Dist) -> None:
                 source_dir, spec = resolve_model(config.model)
                 path = export.export_full_model(out / "model", source_dir=source_dir, spec=spec, trained=trained,
                                                 expert=config.expert, dtype=dtype, shards=_shards_for(trained))
-                log.info("exported the full fine-tune to %s", path)
+                _progress(dist, f"exported the full fine-tune to {path}")
     dist.barrier()
 
 

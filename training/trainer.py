@@ -91,6 +91,7 @@ def run(config: TrainConfig):
 
     if not ray.is_initialized():
         ray.init()  # RAY_ADDRESS / the job's cluster when submitted with `ray job submit`
+    ray.data.DataContext.get_current().enable_progress_bars = False  # one line per step instead, from the loop
     config.run_dir.mkdir(parents=True, exist_ok=True)
     config, datasets, plan = prepare(config)
     (config.run_dir / "train_config.json").write_text(config.to_json() + "\n")

@@ -1,0 +1,195 @@
+"""One LoRA training step of the 14B Wan2.1-I2V DiT at 720p with gradient checkpointing: ours vs DiffSynth's.
+
+    python bench/train_step.py                 # GPU: 1280x720, 49 frames, random 14B weights, no files needed
+    python bench/train_step.py --frames 33 --steps 2
+    python bench/train_step.py --cpu-embedded  # samples/s of the embedded model's training step on CPU
+
+Baseline: DiffSynth's own training approach at the same shape: a ``DiffusionTrainingModule`` whose
+``switch_pipe_to_training_mode`` adds the peft LoRA (rank 32, q,k,v,o,ffn.0,ffn.2, bf16 weights),
+``FlowMatchSFTLoss`` with ``use_gradient_checkpointing``, torch AdamW (as ``launch_training_task``),
+DiffSynth's attention choice, float64 RoPE and RMSNorm. Ours: ``wanray.training.step.micro_step``, the
+loop's step, with our attention selection, float32 RoPE and fused RMSNorm (``accel.apply_fast_dit_kernels``),
+fused AdamW on float32 master copies of the bf16 LoRA weights; optionally ``torch.compile`` per block.
+Prints a table of seconds per step, ratio to the baseline measured in the same run, and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from train_common import free, random_dit, random_inputs, timed  # noqa: E402
+
+TARGETS = ("q", "k", "v", "o", "ffn.0", "ffn.2")
+
+
+def diffsynth_step(arch, frames, height, width):
+    """DiffSynth: DiffusionTrainingModule + FlowMatchSFTLoss, as its Wan LoRA example trains."""
+    from diffsynth.diffusion.loss import FlowMatchSFTLoss
+    from diffsynth.diffusion.training_module import DiffusionTrainingModule
+    from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+    pipe = WanVideoPipeline(device="cuda", torch_dtype=torch.bfloat16)
+    pipe.dit = random_dit(arch)
+
+    class WanLoraModule(DiffusionTrainingModule):
+        def __init__(self):
+            super().__init__()
+            self.pipe = pipe
+            self.switch_pipe_to_training_mode(pipe, lora_base_model="dit", lora_target_modules=",".join(TARGETS),
+                                              lora_rank=32)
+
+        def forward(self, inputs):
+            return FlowMatchSFTLoss(self.pipe, **inputs)
+
+    module = WanLoraModule()
+    optimizer = torch.optim.AdamW(module.trainable_modules(), lr=1e-4, weight_decay=0.01)
+    inputs = random_inputs(arch, frames, height, width)
+    inputs.update(use_gradient_checkpointing=True, use_gradient_checkpointing_offload=False)
+
+    def step():
+        loss = module(dict(inputs))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: str = "auto"):
+    """Ours: the loop's micro_step on a DiTModule with the same LoRA, through DDPEngine (one GPU, no wrapper)."""
+    from wanray import accel
+    from wanray.attention import install_attention
+    from wanray.training.config import LoraSettings, OptimSettings
+    from wanray.training.engine import DDPEngine
+    from wanray.training.flow import FlowMatching
+    from wanray.training.model import DiTModule, add_lora
+    from wanray.training.step import micro_step
+
+    backend = install_attention(attention, "cuda")
+    dit = random_dit(arch)
+    if hasattr(accel, "apply_fast_dit_kernels"):
+        accel.apply_fast_dit_kernels(dit)
+    add_lora(dit, LoraSettings(rank=32, target_modules=TARGETS), seed=0)
+    if compile_blocks:
+        for block in dit.blocks:
+            block.compile(dynamic=False)
+    module = DiTModule(dit, None, checkpointing=True, offload=False).cuda()
+    engine = DDPEngine(module, OptimSettings(lr=1e-4), total_steps=100, dtype=torch.bfloat16,
+                       device=torch.device("cuda"), prepare=False)
+    flow = FlowMatching()
+    inputs = random_inputs(arch, frames, height, width)
+    counter = iter(range(10**6))
+
+    def step():
+        micro_step(engine, flow, inputs, seed=0, step=next(counter), rank=0, micro=0, grad_accum=1,
+                   dtype=torch.bfloat16, boundary=True, loss_divisor=1)
+
+    return step, backend
+
+
+def restore_diffsynth(dit_module=None):
+    """Put DiffSynth's own attention and RoPE back (our installs patch module globals)."""
+    from diffsynth.models import wan_video_dit
+
+    if hasattr(wan_video_dit, "diffsynth_rope_apply"):
+        wan_video_dit.rope_apply = wan_video_dit.diffsynth_rope_apply
+    if not hasattr(wan_video_dit, "_bench_original_attention"):
+        wan_video_dit._bench_original_attention = wan_video_dit.flash_attention
+    wan_video_dit.flash_attention = wan_video_dit._bench_original_attention
+
+
+def gpu(args) -> None:
+    from wanray.specs import wan21_i2v_14b_720p
+
+    arch = wan21_i2v_14b_720p().dit
+    tokens = ((args.frames - 1) // 4 + 1) * (args.height // 16) * (args.width // 16)
+    print(f"# LoRA r32 step, Wan2.1-I2V-14B DiT (random weights), {args.width}x{args.height}x{args.frames} "
+          f"= {tokens:,} tokens, gradient checkpointing, {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print("| step | s/step | speed-up vs DiffSynth | peak allocated GiB | peak reserved GiB |")
+    print("| --- | --- | --- | --- | --- |")
+    rows = []
+
+    def show(row):
+        rows.append(row)
+        name, seconds, alloc, reserved = row
+        print(f"| {name} | {seconds:.2f} | {rows[0][1] / seconds:.2f}x | {alloc:.1f} | {reserved:.1f} |", flush=True)
+
+    restore_diffsynth()
+    step = diffsynth_step(arch, args.frames, args.height, args.width)
+    show(("DiffSynth (DiffusionTrainingModule + FlowMatchSFTLoss)", *timed(step, args.steps, args.warmup)))
+    del step
+    free()
+    variants = [("wanray micro_step", False, "sdpa"), ("wanray micro_step", False, "auto")]
+    if args.compile:
+        variants.append(("wanray micro_step + torch.compile blocks", True, "auto"))
+    for name, compile_blocks, attention in variants:
+        step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention)
+        show((f"{name} (attention {backend})", *timed(step, args.steps, args.warmup + compile_blocks)))
+        del step
+        free()
+
+
+def cpu_embedded(args) -> None:
+    """Samples/s of the loop's step on the embedded model (CPU, fp32), LoRA and full, 64x64 and 128x128."""
+    import time
+
+    from wanray.components import build_dit
+    from wanray.specs import embedded
+    from wanray.training.config import LoraSettings, OptimSettings
+    from wanray.training.engine import DDPEngine
+    from wanray.training.flow import FlowMatching
+    from wanray.training.model import DiTModule, add_lora
+    from wanray.training.step import micro_step
+
+    torch.set_num_threads(args.threads)
+    spec = embedded()
+    print(f"# embedded model training step on CPU ({args.threads} thread(s)), fp32, random inputs")
+    print("| method | size | frames | samples/s | ms/step |")
+    print("| --- | --- | --- | --- | --- |")
+    for method in ("lora", "full"):
+        for size, frames in ((64, 5), (128, 17)):
+            dit = build_dit(spec.dit)
+            if method == "lora":
+                add_lora(dit, LoraSettings(rank=16), seed=0)
+            else:
+                dit.requires_grad_(True)
+            module = DiTModule(dit, None, checkpointing=False, offload=False)
+            engine = DDPEngine(module, OptimSettings(lr=1e-4), 100, torch.float32, torch.device("cpu"), prepare=False)
+            inputs = random_inputs(spec.dit, frames, size, size, device="cpu", dtype=torch.float32,
+                                   text_len=spec.text_encoder.text_len)
+            flow = FlowMatching()
+            run = lambda s: micro_step(engine, flow, inputs, seed=0, step=s, rank=0, micro=0, grad_accum=1,  # noqa: E731
+                                       dtype=torch.float32, boundary=True, loss_divisor=1)
+            run(0)
+            started = time.perf_counter()
+            for s in range(args.steps):
+                run(s + 1)
+            per = (time.perf_counter() - started) / args.steps
+            print(f"| {method} | {size}x{size} | {frames} | {1 / per:.1f} | {per * 1000:.0f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=49)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
+    p.add_argument("--cpu-embedded", action="store_true", help="embedded model samples/s on CPU instead")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    if args.cpu_embedded:
+        args.steps = max(args.steps, 10)
+        cpu_embedded(args)
+    else:
+        gpu(args)
+
+
+if __name__ == "__main__":
+    main()
