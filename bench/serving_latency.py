@@ -66,11 +66,13 @@ def main() -> None:
                 healthz, submits = run(base, args.requests, concurrency, photo)
                 rows.append((concurrency, healthz, submits))
     print(f"\nsubmit -> queued latency, {args.requests} requests per row, photo {len(photo):,} bytes (ms)")
-    print(f"{'clients':>7} | {'healthz p50':>11} {'p99':>7} | {'submit p50':>10} {'p99':>7} | {'p50 ratio':>9} {'p99 ratio':>9}")
+    print(f"{'clients':>7} | {'healthz p50':>11} {'p99':>7} | {'submit p50':>10} {'p99':>7} | "
+          f"{'p50 ratio':>9} {'p99 ratio':>9}")
     for concurrency, healthz, submits in rows:
         h50, h99, s50, s99 = (percentile(healthz, 50), percentile(healthz, 99), percentile(submits, 50),
                               percentile(submits, 99))
-        print(f"{concurrency:>7} | {h50:>11.1f} {h99:>7.1f} | {s50:>10.1f} {s99:>7.1f} | {s50 / h50:>9.2f} {s99 / h99:>9.2f}")
+        print(f"{concurrency:>7} | {h50:>11.1f} {h99:>7.1f} | {s50:>10.1f} {s99:>7.1f} | "
+              f"{s50 / h50:>9.2f} {s99 / h99:>9.2f}")
 
 
 if __name__ == "__main__":

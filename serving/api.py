@@ -144,7 +144,8 @@ def job_view(record: JobRecord, services: ApiServices, base: str = "") -> JobVie
         id=record.id, status=record.status,
         progress=Progress(step=step, steps=steps, fraction=round(step / steps, 4) if steps else 0.0),
         eta_seconds=round(eta, 1) if eta is not None else None, queue_position=position,
-        error=record.error or None, cancel_requested=record.cancel_requested, attempt=record.attempt, replica=record.worker or None,
+        error=record.error or None, cancel_requested=record.cancel_requested, attempt=record.attempt,
+        replica=record.worker or None,
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         params=record.params, content_url=f"{base}v1/videos/{record.id}/content" if done else None,
     )
@@ -226,7 +227,7 @@ def create_api(services: ApiServices) -> FastAPI:
         view, created = await run_in_threadpool(_admit, services, run_params, image_bytes, idem,
                                                 str(request.base_url))
         return JSONResponse(view.model_dump(mode="json"), status_code=202 if created else 200,
-                            headers={"Location": f"v1/videos/{view.id}"})
+                            headers={"Location": f"{request.base_url}v1/videos/{view.id}"})
 
     @app.get("/v1/videos/{job_id}", response_model=JobView, dependencies=v1, tags=["videos"], responses=errors)
     def status(job_id: str, request: Request):
@@ -266,7 +267,8 @@ def create_api(services: ApiServices) -> FastAPI:
     return app
 
 
-def _admit(services: ApiServices, params: dict, image_bytes: bytes, idem: str | None, base: str) -> tuple[JobView, bool]:
+def _admit(services: ApiServices, params: dict, image_bytes: bytes, idem: str | None,
+           base: str) -> tuple[JobView, bool]:
     """Store the photo, take a place in the bounded queue, hand the job to the broker."""
     config, jobs = services.config, services.jobs
     job_id = new_job_id()

@@ -44,9 +44,6 @@ class VideoAPI:
 
         return create_api(self.services)
 
-    def check_health(self) -> None:
-        self.services.jobs.r.ping()  # an ingress that cannot reach Redis is restarted
-
 
 def generator_options(config: ServeConfig) -> dict[str, Any]:
     """Deployment options of the generator: one job per replica, resources, placement group, autoscaling."""

@@ -194,7 +194,8 @@ def _heads_or_one(config: ServeConfig) -> int:
 def hash_token(token: str) -> str:
     """What goes into ``auth_token_sha256``."""
     if len(token) < 16:
-        raise ValueError("an API token must be at least 16 characters (use e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+        raise ValueError("an API token must be at least 16 characters "
+                         "(make one with: python -c 'import secrets; print(secrets.token_urlsafe())')")
     return hashlib.sha256(token.encode()).hexdigest()
 
 

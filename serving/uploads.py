@@ -59,7 +59,8 @@ def _parse_json(body: bytes) -> tuple[VideoParams, bytes]:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadRequest(f"the body is not valid JSON ({e.__class__.__name__} at position {getattr(e, 'pos', '?')})") from None
+        where = getattr(e, "pos", "?")
+        raise BadRequest(f"the body is not valid JSON ({e.__class__.__name__} at position {where})") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object with image_base64 and the generation fields")
     try:

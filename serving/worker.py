@@ -96,7 +96,8 @@ class JobRunner:
                 self._drop_input(job_id, record.input_key if record else "")
             return value if outcome in ("done", "ended") else "missing"
         log.info("job %s: attempt %s on %s", job_id, value, self.worker)
-        heartbeat = _Heartbeat(self, job_id, token, self.visibility_factory(job_id) if self.visibility_factory else None)
+        visibility = self.visibility_factory(job_id) if self.visibility_factory else None
+        heartbeat = _Heartbeat(self, job_id, token, visibility)
         heartbeat.start()
         try:
             return self._generate(job_id, token, heartbeat)

@@ -68,6 +68,7 @@ def test_happy_path(serving_app, photo_bytes, tmp_path):
     response = submit(base, photo_bytes, steps=3, seed=11)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
+    assert httpx.get(response.headers["location"], timeout=30).json()["id"] == job_id  # under the route prefix
     final, seen = wait_for(base, job_id, lambda v: v["status"] in TERMINAL, 300, "done")
     assert final["status"] == "succeeded", final
     assert final["progress"] == {"step": 3, "steps": 3, "fraction": 1.0}

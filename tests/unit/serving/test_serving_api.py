@@ -38,7 +38,7 @@ def test_submit_queues_a_job_with_every_default_filled_in(client, services, phot
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["status"] == "queued" and job["queue_position"] == 0 and job["attempt"] == 0
-    assert response.headers["location"] == f"v1/videos/{job['id']}"
+    assert response.headers["location"] == f"http://testserver/v1/videos/{job['id']}"
     params = job["params"]
     assert (params["height"], params["width"], params["frames"], params["steps"], params["seed"]) == (64, 64, 5, 1, 7)
     assert "dances the wave" in params["prompt"] and params["dance"] == "wave"

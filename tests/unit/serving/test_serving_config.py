@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from wanray.config import ModelConfig
-from wanray.serving.config import ParallelConfig, ServeConfig, check_parallel, embedded_cpu, hash_token, wan21_i2v_720p_gpu
+from wanray.serving.config import (ParallelConfig, ServeConfig, check_parallel, embedded_cpu, hash_token,
+                                   wan21_i2v_720p_gpu)
 
 YAML = Path(__file__).parents[3] / "serving" / "serve_config.yaml"
 
@@ -46,7 +47,8 @@ def test_bad_settings_say_what_is_wrong(changes, message):
 
 
 def test_from_args_builds_nested_configs_and_refuses_unknown_keys():
-    config = ServeConfig.from_args({"model": {"model": "embedded", "device": "cpu"}, "parallel": {"sequence_parallel": 1},
+    config = ServeConfig.from_args({"model": {"model": "embedded", "device": "cpu"},
+                                    "parallel": {"sequence_parallel": 1},
                                     "max_replicas": 3})
     assert config.model == ModelConfig(model="embedded", device="cpu") and config.max_replicas == 3
     assert ServeConfig.from_args({"model": "embedded"}).model.model == "embedded"
