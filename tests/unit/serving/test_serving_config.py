@@ -9,7 +9,7 @@ from wanray.config import ModelConfig
 from wanray.serving.config import (ParallelConfig, ServeConfig, check_parallel, embedded_cpu, hash_token,
                                    wan21_i2v_720p_gpu)
 
-YAML = Path(__file__).parents[3] / "serving" / "serve_config.yaml"
+SERVING = Path(__file__).parents[3] / "serving"
 
 
 def test_parallel_degree_is_checked_against_heads_and_gpus():
@@ -64,15 +64,19 @@ def test_hash_token():
         hash_token("short")
 
 
-def test_the_yaml_is_a_valid_serve_config_whose_args_are_a_serve_config():
+@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config_gpu.yaml"])
+def test_the_yamls_are_valid_serve_configs_whose_args_are_serve_configs(name):
     from ray.serve.schema import ServeDeploySchema
 
-    raw = yaml.safe_load(YAML.read_text())
-    schema = ServeDeploySchema.model_validate(raw)
+    schema = ServeDeploySchema.model_validate(yaml.safe_load((SERVING / name).read_text()))
     app = schema.applications[0]
-    assert app.import_path == "wanray.serving.app:build_app" and app.runtime_env in (None, {})
+    assert app.import_path == "wanray.serving.app:build_app"
+    assert "working_dir" not in (app.runtime_env or {})  # the installed package, never a local folder
     config = ServeConfig.from_args(app.args)
-    assert config.model.model == "embedded" and config.parallel.world_size == 1
+    if name == "serve_config.yaml":
+        assert config.model.model == "embedded" and config.parallel.world_size == 1 and config.gpus_per_replica == 0
+    else:
+        assert config.model.model == "wan2.1-i2v-14b-720p" and config.gpus_per_replica == config.parallel.world_size == 2
 
 
 def test_generator_options_cpu_autoscaling_on_queue_depth():
