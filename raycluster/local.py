@@ -87,7 +87,9 @@ def free_port() -> int:
 
 
 def check_port_free(port: int, what: str) -> None:
+    """Nothing listens on the port (connections of a stopped cluster in TIME_WAIT do not count, as for Ray)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
