@@ -223,8 +223,8 @@ def run_down(args) -> int:
     return 0
 
 
-def cluster_status(cluster) -> dict:
-    """What `wanray cluster status` shows, as data."""
+def cluster_status(cluster, timeout_s: float = 30) -> dict:
+    """What `wanray cluster status` shows, as data (``timeout_s`` per dashboard request: a busy head is slow)."""
     from collections import Counter
 
     from wanray.raycluster.local import alive_nodes, dashboard_get, process_names, session_pids
@@ -239,7 +239,7 @@ def cluster_status(cluster) -> dict:
     if not pids:
         return report
     try:
-        nodes = alive_nodes(cluster)
+        nodes = alive_nodes(cluster, timeout_s=timeout_s)
         report["nodes"] = len(nodes)
         totals: dict[str, float] = {}
         for node in nodes:
@@ -247,7 +247,7 @@ def cluster_status(cluster) -> dict:
                 if not name.startswith("node:"):
                     totals[name] = totals.get(name, 0) + amount
         report["resources"] = totals
-        jobs = dashboard_get(cluster, "/api/jobs/")
+        jobs = dashboard_get(cluster, "/api/jobs/", timeout_s=timeout_s)
         report["jobs"] = dict(Counter(j["status"] for j in jobs))
     except Exception as e:  # processes alive but the dashboard does not answer
         report["dashboard_error"] = str(e)

@@ -220,9 +220,9 @@ def dashboard_get(cluster: LocalCluster, path: str, timeout_s: float = 5) -> dic
         return json.loads(r.read())
 
 
-def alive_nodes(cluster: LocalCluster) -> list[dict]:
+def alive_nodes(cluster: LocalCluster, timeout_s: float = 5) -> list[dict]:
     """The cluster's ALIVE nodes from the State API (``resources_total``, ``is_head_node``, ...)."""
-    nodes = dashboard_get(cluster, "/api/v0/nodes")["data"]["result"]["result"]
+    nodes = dashboard_get(cluster, "/api/v0/nodes", timeout_s=timeout_s)["data"]["result"]["result"]
     return [n for n in nodes if n.get("state") == "ALIVE"]
 
 

@@ -57,7 +57,7 @@ def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_p
 
         assert main(["cluster", "status", "--state-file", str(state), "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
-        assert status["up"] and status["auth"] == "token" and status["nodes"] == 1
+        assert status["up"] and status["auth"] == "token" and status["nodes"] == 1, status
         assert status["resources"]["CPU"] == cpus and status["resources"]["wanray_test"] == custom
         assert status["resources"]["memory"] == 2 * 1024**3 and "GPU" not in status["resources"]
         assert {"gcs_server", "raylet"} <= set(status["process_kinds"]) and status["processes"] >= 5
