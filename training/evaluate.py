@@ -137,7 +137,8 @@ class EvalConfig:
         max_entries: evaluate only the first N entries of the split (by id): for smoke runs.
         frames / height / width / steps / cfg / seed / fps: the generation request for every entry
             (None: the model's default size, steps and cfg).
-        device: ``auto`` (CUDA when the cluster has GPUs), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when the cluster has GPUs or a model is larger than the embedded one),
+            ``cpu`` or ``cuda``.
         gpus_per_model / cpus_per_model: resources of each model's actor (None GPUs: 1 if the cluster has any).
         attention: attention backend for every model (see ``wanray.attention``).
         address: Ray address to connect to (None: ``RAY_ADDRESS``, else a local Ray).
@@ -362,7 +363,8 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
 
     if not ray.is_initialized():
         ray.init(address=config.address)
-    gpus = _gpus_per_model(config, ray.cluster_resources().get("GPU", 0))
+    cpu_sized = all(_spec_name(m) == "embedded" for m in models)
+    gpus = _gpus_per_model(config, ray.cluster_resources().get("GPU", 0), cpu_sized=cpu_sized)
     device = "cuda" if gpus > 0 else "cpu"
     runner = ray.remote(ModelRunner)
     started = time.perf_counter()
@@ -412,11 +414,17 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
     return rescore(config.out, config.ratings)
 
 
-def _gpus_per_model(config: EvalConfig, cluster_gpus: float) -> float:
-    """auto: 1 GPU per model when the cluster has GPUs now; cuda: 1 even if none yet (an autoscaler adds them)."""
+def _gpus_per_model(config: EvalConfig, cluster_gpus: float, *, cpu_sized: bool) -> float:
+    """GPUs per model actor.
+
+    ``auto``: 1 when the cluster has GPUs now, or when any model is larger than the embedded one (a
+    14B model on CPU is never meant: the job waits for an autoscaler to add GPU nodes); else 0.
+    ``cuda``: 1 unless given. ``cpu``: 0.
+    """
     gpus = config.gpus_per_model
     if gpus is None:
-        gpus = 1 if config.device == "cuda" or (config.device == "auto" and cluster_gpus >= 1) else 0
+        wants_gpu = config.device == "cuda" or (config.device == "auto" and (cluster_gpus >= 1 or not cpu_sized))
+        gpus = 1 if wants_gpu else 0
     if config.device == "cuda" and gpus == 0:
         raise ValueError("--device cuda needs --gpus-per-model above 0")
     if config.device == "cpu" and gpus > 0:
@@ -425,6 +433,13 @@ def _gpus_per_model(config: EvalConfig, cluster_gpus: float) -> float:
         log.warning("each model asks for %g GPU(s) but the cluster has %g now: waiting for the autoscaler to add "
                     "GPU nodes (on a fixed cluster this waits forever: stop with Ctrl-C)", gpus, cluster_gpus)
     return gpus
+
+
+def _spec_name(model: EvalModel) -> str:
+    """The spec a model is built on (cheap: a name, or the directory's spec file / config.json)."""
+    from wanray.specs import spec_for_dir
+
+    return model.model if model.model in NAMED_SPECS else spec_for_dir(Path(model.model)).name
 
 
 def rescore(out: Path, ratings: Path | None = None) -> EvalRun:

@@ -139,7 +139,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(config.seed)
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
-    model = build_training_model(config, device)
+    model = build_training_model(config, device, latents_cached=plan.source == "cache")
     engine = build_engine(model.module, config.strategy, config.optim, plan.total_steps, model.dtype, device)
     flow = FlowMatching(config.expert, config.expert_boundary)
     encode = RowEncoder(model.generator.pipe, plan.source, config.data.extra_inputs, device, model.dtype)
@@ -219,7 +219,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "samples_seen": state.samples_seen,
             }
             if validate:
-                scores = validator.run(state.step, model.module) if validator else {}
+                with model.whole_pipeline():
+                    scores = validator.run(state.step, model.module) if validator else {}
                 metrics.update(scores)
             state.history.append(metrics)
             if writer is not None:

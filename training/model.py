@@ -8,6 +8,7 @@ DiffSynth's ``model_fn_wan_video`` (``WanModel.forward`` is stale in diffsynth 2
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -102,6 +103,36 @@ class TrainingModel:
     module: DiTModule
     dtype: torch.dtype  # compute dtype
     trainable: list[str]  # names (in ``module``) of the parameters that train
+    parked: list[torch.nn.Module] = None  # frozen modules kept in CPU memory while training
+
+    @contextlib.contextmanager
+    def whole_pipeline(self):
+        """Parked modules back on the device for the duration (validation generates with the full pipeline)."""
+        device = self.generator.device
+        for m in self.parked or ():
+            m.to(device)
+        try:
+            yield
+        finally:
+            for m in self.parked or ():
+                m.to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def park(pipe, trained_dit: torch.nn.Module, latents_cached: bool) -> list[torch.nn.Module]:
+    """Move frozen modules the training step does not use to CPU memory: Wan2.2's other expert (and its
+    VACE), and with a latent cache the encoders (umT5, CLIP, VAE)."""
+    parked = []
+    for name in ("dit", "dit2"):
+        m = getattr(pipe, name, None)
+        if m is not None and m is not trained_dit:
+            parked.append(m)
+    if latents_cached:
+        parked += [m for m in (pipe.text_encoder, getattr(pipe, "image_encoder", None), pipe.vae) if m is not None]
+    for m in parked:
+        m.to("cpu")
+    return parked
 
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -110,7 +141,7 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def build_training_model(config: TrainConfig, device: torch.device) -> TrainingModel:
+def build_training_model(config: TrainConfig, device: torch.device, latents_cached: bool = False) -> TrainingModel:
     """Load the model named by the config on ``device`` and make the configured parameters trainable."""
     from wanray.config import ModelConfig
     from wanray.generation import WanGenerator
@@ -149,7 +180,8 @@ def build_training_model(config: TrainConfig, device: torch.device) -> TrainingM
     ).to(device)
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
     module.train()
+    parked = park(pipe, dit, latents_cached) if device.type == "cuda" else []
     count = sum(p.numel() for n, p in module.named_parameters() if p.requires_grad)
     log.info("%s fine-tune of %s: %s trainable parameters in %d tensors", config.method, config.model,
              f"{count:,}", len(trainable))
-    return TrainingModel(generator=generator, module=module, dtype=dtype, trainable=trainable)
+    return TrainingModel(generator=generator, module=module, dtype=dtype, trainable=trainable, parked=parked)

@@ -1,0 +1,172 @@
+"""Train the embedded miniature Wan on the synthetic set: first its VAE, then its DiT (I2V + VACE).
+
+    wanray datasets synth --n 5000 --out data/synth --height 128 --width 128 --frames 81
+    python -m wanray.training.embedded --stage vae --data data/synth --out outputs/embedded --device cpu --steps 20000
+    python -m wanray.training.embedded --stage dit --data data/synth --out outputs/embedded --device cpu --steps 20000
+    # -> outputs/embedded/model: a model directory like wanray/embedded_model/ (wanray generate --model DIR)
+
+Both stages print progress, checkpoint every ``--save-every`` steps and resume from their last
+checkpoint when rerun with the same ``--out``; ``--device cuda`` runs the same code on a GPU.
+
+- vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 5-frame
+  clips: L1 reconstruction in pixel space plus a small penalty 0.5 * z^2 that keeps the (Wan-normalised)
+  latents near unit scale, which is what the DiT expects. Writes ``<out>/model_vae``: the bundled
+  embedded model with this VAE.
+- dit: a full fine-tune of the DiT and its VACE branch with the Ray Train loop (preset ``embedded_full``)
+  on ``<out>/model_vae``, so the DiT learns in the trained VAE's latent space. Exports ``<out>/model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _clips(data_dir: Path, size: int, frames: int, seed: int):
+    """Endless random clips [1, 3, frames, size, size] in [-1, 1] from the dataset's target videos."""
+    from wanray.datasets.schema import read_manifest, resolve_media
+    from wanray.video import fit, read_video
+
+    rows = read_manifest(data_dir)
+    rng = random.Random(seed)
+    cache: dict[str, np.ndarray] = {}
+    while True:
+        row = rng.choice(rows)
+        if row.id not in cache:
+            video, _ = read_video(resolve_media(data_dir, row.video, "video"))
+            cache[row.id] = np.stack([np.asarray(fit(f, size, size)) for f in video])  # [T, H, W, 3]
+            if len(cache) > 512:
+                cache.pop(next(iter(cache)))
+        video = cache[row.id]
+        start = rng.randrange(0, max(1, len(video) - frames + 1))
+        clip = torch.from_numpy(video[start : start + frames]).float() / 127.5 - 1  # [T, H, W, 3]
+        yield clip.permute(3, 0, 1, 2).unsqueeze(0)  # [1, 3, T, H, W]
+
+
+def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
+              seed: int) -> Path:
+    from wanray.accel import speed_up_cpu_conv3d
+    from wanray.components import build_vae
+    from wanray.specs import embedded
+
+    spec = embedded()
+    torch.manual_seed(seed)
+    vae = build_vae(spec.vae)
+    model = vae.model.to(device).train().requires_grad_(True)  # VideoVAE_
+    speed_up_cpu_conv3d(model)
+    scale = [s.to(device) for s in vae.scale]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ckpt_path = out / "vae_stage" / "checkpoint.pt"
+    step = 0
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        print(f"vae: resumed at step {step}", flush=True)
+    clips = _clips(data_dir, size, frames=5, seed=seed + step)
+    window, started = [], time.perf_counter()
+    while step < steps:
+        x = next(clips).to(device)
+        z = model.encode(x, scale)  # [1, 16, 2, H/8, W/8]
+        recon = model.decode(z, scale).clamp(-1, 1)
+        loss = (recon - x).abs().mean() + 1e-3 * 0.5 * z.pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window.append(float(loss))
+        if step % 10 == 0 or step == steps:
+            print(f"vae: step {step}/{steps}  loss {np.mean(window):.4f}  {len(window) / (time.perf_counter() - started):.2f} clips/s",
+                  flush=True)
+            window, started = [], time.perf_counter()
+        if step % save_every == 0 or step == steps:
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, ckpt_path)
+    vae.model = model.eval().requires_grad_(False).cpu()
+    return _write_model_with_vae(vae, out / "model_vae")
+
+
+def _write_model_with_vae(vae, out: Path) -> Path:
+    """The bundled embedded model with this VAE, written by ``wanray.model_writer.write_model_dir``."""
+    from wanray.generation import EMBEDDED_MODEL_DIR
+    from wanray.loading import load_model_dir
+    from wanray.model_writer import write_model_dir
+    from wanray.specs import embedded
+
+    spec = embedded()
+    c = load_model_dir(EMBEDDED_MODEL_DIR, spec)
+    path = write_model_dir(out, spec, dits=c.dits, vaces=c.vaces, text_encoder=c.text_encoder, vae=vae,
+                           image_encoder=c.image_encoder, tokenizer_dir=c.tokenizer_dir, dit_dtype=torch.float32)
+    print(f"vae: wrote {path}", flush=True)
+    return path
+
+
+def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, frames: int,
+              save_every: int) -> Path:
+    from wanray.training.config import apply_overrides
+    from wanray.training.presets import embedded_full
+    from wanray.training.trainer import export_path, run
+
+    model_dir = out / "model_vae"
+    if not (model_dir / "wanray_spec.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is missing: run --stage vae first (the DiT learns in its VAE's latents)")
+    overrides = [
+        f"model={model_dir.resolve()}", f"data.dataset={data_dir.resolve()}", f"output_dir={out.resolve()}",
+        "name=dit_stage", f"max_steps={steps}", "epochs=1000", f"optim.lr={lr}", f"data.height={size}",
+        f"data.width={size}", f"data.frames={frames}", f"checkpoint.every_steps={save_every}",
+        "validation.every_steps=0",
+    ]
+    if device.type == "cuda":
+        overrides += ["scaling.use_gpu=true", "strategy.precision=fp32"]
+    config = apply_overrides(embedded_full(), overrides)
+    result = run(config)
+    if result.error:
+        raise RuntimeError(f"DiT stage failed: {result.error}")
+    exported = export_path(config)
+    final = out / "model"
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    exported.rename(final)
+    print(f"dit: wrote {final}", flush=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m wanray.training.embedded", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", required=True, choices=["vae", "dit"])
+    p.add_argument("--data", required=True, help="synthetic dataset folder (wanray datasets synth)")
+    p.add_argument("--out", required=True, help="working folder: checkpoints, model_vae/, model/")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=None, help="default 3e-4 (vae), 2e-4 (dit)")
+    p.add_argument("--size", type=int, default=128, help="training height = width (multiple of 16)")
+    p.add_argument("--frames", type=int, default=17, help="DiT stage clip length, 4n+1")
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    data, out, device = Path(args.data), Path(args.out), torch.device(args.device)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "vae":
+        train_vae(data, out, device, args.steps, args.lr or 3e-4, args.size, args.save_every, args.seed)
+    else:
+        train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
