@@ -18,6 +18,7 @@ would switch on authentication for every other Ray started on this machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -29,7 +30,10 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+logger = logging.getLogger(__name__)
+
 AUTH_MODES = ("token", "disabled")
+RAYLET_STARTUP_TIMEOUT = "The current node timed out during startup"
 STATE_FILE_ENV = "WANRAY_CLUSTER_STATE"
 
 
@@ -191,24 +195,32 @@ def start_head(
         cmd.append(f"--resources={json.dumps(resources)}")
     log = Path(temp_dir + ".start.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=child_env,
-                                cwd=work_dir)
-    cluster = LocalCluster(
-        address=f"127.0.0.1:{port}", dashboard_url=f"http://127.0.0.1:{dashboard_port}",
-        session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
-        token_file=str(token_file) if auth == "token" else None, log_file=str(log), work_dir=str(work_dir),
-    )
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            stop(cluster, keep_log=True)
-            raise RuntimeError(f"ray start failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        if head_node_alive(cluster):
-            return cluster
-        time.sleep(0.5)
-    stop(cluster, keep_log=True)
-    raise RuntimeError(f"Ray cluster did not come up within {timeout_s:.0f} s; see {log}")
+    retried = False
+    while True:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=child_env,
+                                    cwd=work_dir)
+        cluster = LocalCluster(
+            address=f"127.0.0.1:{port}", dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
+            token_file=str(token_file) if auth == "token" else None, log_file=str(log), work_dir=str(work_dir),
+        )
+        while time.monotonic() < deadline and proc.poll() is None:
+            if head_node_alive(cluster):
+                return cluster
+            time.sleep(0.5)
+        timed_out = proc.poll() is None
+        stop(cluster, keep_log=True)
+        proc.wait()
+        if timed_out:
+            raise RuntimeError(f"Ray cluster did not come up within {timeout_s:.0f} s; see {log}")
+        output = log.read_text(errors="replace")
+        # Ray gives the raylet a fixed 30 s to register; on a busy machine that can run out once
+        if retried or RAYLET_STARTUP_TIMEOUT not in output or time.monotonic() > deadline:
+            raise RuntimeError(f"ray start failed (exit {proc.returncode}); see {log}:\n{output[-2000:]}")
+        logger.warning("ray start: the raylet did not register within Ray's 30 s (busy machine?); trying again")
+        retried = True
 
 
 def dashboard_get(cluster: LocalCluster, path: str, timeout_s: float = 5) -> dict:
