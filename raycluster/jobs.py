@@ -37,7 +37,6 @@ JOB_KINDS: dict[str, tuple[str, str]] = {
     "cache": ("wanray.datasets.cache", "encode a dataset into the latent cache (Parquet): -- ROOT --out DIR"),
     "check": ("wanray.raycluster.check", "print what a job sees on the cluster (wanray, versions, GPUs)"),
 }
-TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 class JobTimeout(RuntimeError):
@@ -190,11 +189,11 @@ def wait(client, job_id: str, *, timeout_s: float | None = None, poll_s: float =
     """Poll until the job is SUCCEEDED, FAILED or STOPPED; returns that status."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        status = str(client.get_job_status(job_id).value)
-        if status in TERMINAL_STATES:
-            return status
+        status = client.get_job_status(job_id)
+        if status.is_terminal():
+            return str(status.value)
         if deadline is not None and time.monotonic() > deadline:
-            raise JobTimeout(f"job {job_id} still {status} after {timeout_s:.0f} s")
+            raise JobTimeout(f"job {job_id} still {status.value} after {timeout_s:.0f} s")
         time.sleep(poll_s)
 
 
