@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fps", type=int, default=DEFAULT_FPS, help=f"fps of the written videos (default {DEFAULT_FPS})")
     r = p.add_argument_group("Ray")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA when the cluster has GPUs, else CPU")
+                   help="auto: CUDA when the cluster has GPUs or a model is larger than the embedded one "
+                        "(then the job waits for GPU nodes), else CPU")
     r.add_argument("--gpus-per-model", type=float, default=None, help="GPUs per model actor (default 1 if any)")
     r.add_argument("--cpus-per-model", type=float, default=1.0, help="CPUs per model actor (default 1)")
     r.add_argument("--attention", default="auto", help="attention backend for every model (default auto)")

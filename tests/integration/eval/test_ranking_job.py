@@ -93,11 +93,14 @@ def test_leaderboard_over_embedded_models(ray_cluster, eval_dataset, random_lora
 
 
 def test_a_model_that_cannot_load_is_named(ray_cluster, eval_dataset, tmp_path):
-    not_a_model = tmp_path / "not_a_model"
-    not_a_model.mkdir()  # exists, so it passes the driver's cheap checks; the actor cannot load it
-    config = embedded_smoke_eval(models=[f"broken={not_a_model}"], dataset=eval_dataset["root"],
+    from wanray.specs import embedded
+
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    embedded().save(no_weights)  # a spec file and nothing else: passes the driver's cheap checks, fails to load
+    config = embedded_smoke_eval(models=[f"broken={no_weights}"], dataset=eval_dataset["root"],
                                  out=tmp_path / "eval", max_entries=1, **SMALL)
-    with pytest.raises(RuntimeError, match=r"model 'broken' failed to load: ValueError: cannot tell which model"):
+    with pytest.raises(RuntimeError, match=r"model 'broken' failed to load: .*ModelFileError: .*missing tokenizer"):
         run_evaluation(config)
     assert not (tmp_path / "eval" / "leaderboard.csv").exists()
 

@@ -192,28 +192,42 @@ def test_missing_model_files_are_named(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "device, asked, cluster_gpus, expected",
+    "device, asked, cluster_gpus, cpu_sized, expected",
     [
-        ("auto", None, 0, 0),  # a CPU cluster
-        ("auto", None, 4, 1),  # one GPU per model
-        ("cuda", None, 0, 1),  # GPU workers from 0: the autoscaler adds them
-        ("auto", 2, 8, 2),
-        ("cpu", None, 8, 0),
+        ("auto", None, 0, True, 0),  # embedded models on a CPU cluster
+        ("auto", None, 4, True, 1),  # one GPU per model
+        ("auto", None, 0, False, 1),  # a 14B model: wait for GPU nodes rather than run it on CPU
+        ("cuda", None, 0, True, 1),  # GPU workers from 0: the autoscaler adds them
+        ("auto", 2, 8, False, 2),
+        ("cpu", None, 8, False, 0),
     ],
 )
-def test_gpus_per_model(device, asked, cluster_gpus, expected):
+def test_gpus_per_model(device, asked, cluster_gpus, cpu_sized, expected):
     from wanray.training.evaluate import _gpus_per_model
 
-    assert _gpus_per_model(_config(device=device, gpus_per_model=asked), cluster_gpus) == expected
+    config = _config(device=device, gpus_per_model=asked)
+    assert _gpus_per_model(config, cluster_gpus, cpu_sized=cpu_sized) == expected
 
 
 def test_contradictory_device_and_gpus_are_refused():
     from wanray.training.evaluate import _gpus_per_model
 
     with pytest.raises(ValueError, match="--device cuda needs --gpus-per-model above 0"):
-        _gpus_per_model(_config(device="cuda", gpus_per_model=0), 1)
+        _gpus_per_model(_config(device="cuda", gpus_per_model=0), 1, cpu_sized=True)
     with pytest.raises(ValueError, match="--device cpu takes no GPUs"):
-        _gpus_per_model(_config(device="cpu", gpus_per_model=1), 1)
+        _gpus_per_model(_config(device="cpu", gpus_per_model=1), 1, cpu_sized=True)
+
+
+def test_spec_names_come_from_names_and_model_directories(tiny_spec, tmp_path):
+    from wanray.training.evaluate import _spec_name
+
+    tiny_spec.save(tmp_path)  # a model directory's wanray_spec.json (its weights are not read)
+    assert _spec_name(EvalModel.parse("base")) == "embedded"
+    assert _spec_name(EvalModel.parse("big=wan2.1-i2v-14b-720p")) == "wan2.1-i2v-14b-720p"
+    assert _spec_name(EvalModel.parse(f"tiny={tmp_path}")) == "tiny"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot tell which model"):
+        _spec_name(EvalModel.parse(f"what={tmp_path / 'empty'}"))
 
 
 def test_relative_model_paths_are_made_absolute_for_the_workers(tmp_path, monkeypatch):
