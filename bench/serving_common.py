@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import sys
 import time
 import uuid
 
@@ -29,35 +31,39 @@ def random_photo() -> bytes:
 
 @contextlib.contextmanager
 def local_stack(num_cpus: int = 6):
-    """(cluster, redis) for the duration of the block."""
+    """(redis, Serve's HTTP port) for the duration of the block: a local cluster with Serve started on it."""
     import ray
+    from ray import serve
 
-    from wanray.raycluster.local import start_head, stop
+    from wanray.raycluster.local import free_port, start_head, stop
     from wanray.serving.redis_server import start_redis, stop_redis
 
+    # a SIGTERM (timeout, kill) still runs the clean-up below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     redis = start_redis()
-    cluster = start_head(num_cpus=num_cpus)
+    cluster = None
     try:
+        cluster = start_head(num_cpus=num_cpus)
         ray.init(address=cluster.address, log_to_driver=False)
-        yield cluster, redis
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield redis, port
     finally:
         ray.shutdown()
-        stop(cluster)
+        if cluster is not None:
+            stop(cluster)
         stop_redis(redis)
 
 
 @contextlib.contextmanager
-def deployed(redis_url: str, store: str, name: str = "bench", **overrides):
+def deployed(redis_url: str, port: int, store: str, name: str = "bench", **overrides):
     """The app deployed under /<name>; yields its base URL once a generator replica is ready."""
     import httpx
     from ray import serve
 
-    from wanray.raycluster.local import free_port
     from wanray.serving.app import build_app
     from wanray.serving.config import embedded_cpu
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = dict(redis_url=redis_url, queue_name=f"bench-{uuid.uuid4().hex[:8]}", store_uri=store,
                     max_queued_jobs=1000, upscale_delay_s=1.0, downscale_delay_s=900.0)
     settings.update(overrides)

@@ -60,8 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     photo = random_photo()
     rows = []
-    with local_stack() as (_, redis), tempfile.TemporaryDirectory() as store:
-        with deployed(redis.url, store, min_replicas=1, max_replicas=1) as (base, _):
+    with local_stack() as (redis, port), tempfile.TemporaryDirectory() as store:
+        with deployed(redis.url, port, store, min_replicas=1, max_replicas=1) as (base, _):
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 healthz, submits = run(base, args.requests, concurrency, photo)
                 rows.append((concurrency, healthz, submits))

@@ -71,10 +71,10 @@ def main() -> None:
     args = parser.parse_args()
     baseline = baseline_jobs_per_min(args.jobs)
     rows = []
-    with local_stack() as (_, redis):
+    with local_stack() as (redis, port):
         for count in (int(r) for r in args.replicas.split(",")):
             with tempfile.TemporaryDirectory() as store, deployed(
-                    redis.url, store, name=f"bench{count}", min_replicas=count, max_replicas=count) as (base, _):
+                    redis.url, port, store, name=f"bench{count}", min_replicas=count, max_replicas=count) as (base, _):
                 rows.append((count, *served_jobs_per_min(base, args.jobs)))
     print(f"\njobs/min, {args.jobs} jobs of 64x64x5 frames, 1 step, embedded model on CPU")
     print(f"{'setup':<28} | {'jobs/min':>8} | {'ratio':>5}")
