@@ -61,6 +61,7 @@ def serving_app(ray_cluster, redis_server, tmp_path_factory):
         redis_url=redis_server.url, queue_name=f"it-{uuid.uuid4().hex[:8]}",
         store_uri=str(tmp_path_factory.mktemp("serving-store")), max_queued_jobs=20, redelivery_timeout_s=8.0,
         min_replicas=1, max_replicas=2, upscale_delay_s=1.0, downscale_delay_s=900.0, autoscaling_poll_s=0.5,
+        max_steps=60,
     )
     serve.run(build_app(config), name=APP_NAME, route_prefix=ROUTE_PREFIX, blocking=False)
     base = f"http://127.0.0.1:{port}{ROUTE_PREFIX}/"
