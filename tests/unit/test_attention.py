@@ -50,3 +50,26 @@ def test_installed_backend_replaces_diffsynth_choice(monkeypatch):
     finally:
         wan_video_dit.flash_attention = original
         install_attention("auto", "cpu")
+
+
+def test_float32_rope_matches_diffsynth_float64():
+    from diffsynth.models import wan_video_dit
+
+    from wanray.accel import SP_STATE, rope_apply_fp32
+
+    original = getattr(wan_video_dit, "diffsynth_rope_apply", wan_video_dit.rope_apply)
+    f, h, w, heads, head_dim = 3, 4, 5, 4, 48
+    t_f, t_h, t_w = wan_video_dit.precompute_freqs_cis_3d(head_dim)
+    freqs = torch.cat([t_f[:f].view(f, 1, 1, -1).expand(f, h, w, -1), t_h[:h].view(1, h, 1, -1).expand(f, h, w, -1),
+                       t_w[:w].view(1, 1, w, -1).expand(f, h, w, -1)], dim=-1).reshape(f * h * w, 1, -1)
+    x = torch.randn(2, f * h * w, heads * head_dim)
+    ref = original(x.double(), freqs, heads)
+    ours = rope_apply_fp32(x, freqs, heads)
+    assert ((ours.double() - ref).norm() / ref.norm()).item() < 1e-6
+    # a sequence-parallel shard rotates exactly its own rows of the full sequence
+    try:
+        SP_STATE.update(rank=1, world=2)
+        shard = x[:, 30:60]
+        assert torch.allclose(rope_apply_fp32(shard, freqs, heads), ours[:, 30:60], atol=1e-6)
+    finally:
+        SP_STATE.update(rank=0, world=1)
