@@ -113,8 +113,8 @@ def read_latent_cache(cache_dir: Path | str, split: str = "train", *, fingerprin
     also be given in place of the split (then the split is ``train``). A cache of ``all`` serves
     ``train`` and ``test`` by filtering on the ``split`` column.
     """
-    import pyarrow.dataset as pads
     import ray
+    from ray.data.expressions import col
 
     if fingerprint is None and FINGERPRINT_RE.fullmatch(split or "") and split not in SPLITS:
         fingerprint, split = split, "train"
@@ -134,9 +134,8 @@ def read_latent_cache(cache_dir: Path | str, split: str = "train", *, fingerprin
             f"({', '.join(sorted(c['fingerprint'] for c in usable))}); pass fingerprint=fingerprint(model, shape)"
         )
     chosen = usable[0]
-    folder = cache_dir / chosen["fingerprint"] / chosen["split"]
-    row_filter = None if chosen["split"] == split else (pads.field("split") == split)
-    return ray.data.read_parquet(str(folder), filter=row_filter) if row_filter is not None else ray.data.read_parquet(str(folder))
+    ds = ray.data.read_parquet(str(cache_dir / chosen["fingerprint"] / chosen["split"]))
+    return ds if chosen["split"] == split else ds.filter(expr=col("split") == split)  # pushed down to Arrow
 
 
 def row_to_tensors(row) -> dict:

@@ -22,6 +22,7 @@ class VideoShape:
     fps: float = 15.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fps", float(self.fps))  # 15 and 15.0 are one shape (and one cache fingerprint)
         check_size(self.height, self.width)
         check_frames(self.frames)
         if not 1 <= self.fps <= 120:
