@@ -60,7 +60,8 @@ def diffsynth_step(arch, frames, height, width):
     return step
 
 
-def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: str = "auto"):
+def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: str = "auto",
+                recompute_attention: bool = True):
     """Ours: the loop's micro_step on a DiTModule with the same LoRA, through DDPEngine (one GPU, no wrapper)."""
     from wanray import accel
     from wanray.attention import install_attention
@@ -78,7 +79,7 @@ def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: st
     if compile_blocks:
         for block in dit.blocks:
             block.compile(dynamic=False)
-    module = DiTModule(dit, None, checkpointing=True, offload=False).cuda()
+    module = DiTModule(dit, None, checkpointing=True, offload=False, recompute_attention=recompute_attention).cuda()
     engine = DDPEngine(module, OptimSettings(lr=1e-4), total_steps=100, dtype=torch.bfloat16,
                        device=torch.device("cuda"), prepare=False)
     flow = FlowMatching()
@@ -124,11 +125,15 @@ def gpu(args) -> None:
     show(("DiffSynth (DiffusionTrainingModule + FlowMatchSFTLoss)", *timed(step, args.steps, args.warmup)))
     del step
     free()
-    variants = [("wanray micro_step", False, "sdpa"), ("wanray micro_step", False, "auto")]
+    variants = [("wanray micro_step", False, "sdpa", True), ("wanray micro_step", False, "auto", True),
+                ("wanray micro_step, self-attention kept (selective checkpointing)", False, "auto", False)]
     if args.compile:
-        variants.append(("wanray micro_step + torch.compile blocks", True, "auto"))
-    for name, compile_blocks, attention in variants:
-        step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention)
+        variants += [("wanray micro_step + torch.compile blocks", True, "auto", True),
+                     ("wanray micro_step + torch.compile + self-attention kept", True, "auto", False)]
+    if args.only_ours:
+        variants = [v for v in variants if not v[3] or v[1]]
+    for name, compile_blocks, attention, recompute in variants:
+        step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention, recompute)
         show((f"{name} (attention {backend})", *timed(step, args.steps, args.warmup + compile_blocks)))
         del step
         free()
@@ -181,6 +186,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
+    p.add_argument("--only-ours", action="store_true", help="skip the plain SDPA/cuDNN variants (keep baseline)")
     p.add_argument("--cpu-embedded", action="store_true", help="embedded model samples/s on CPU instead")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

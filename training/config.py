@@ -148,6 +148,8 @@ class StrategySettings:
         gradient_checkpointing: recompute each DiT block in the backward pass.
         checkpoint_offload: also keep the checkpointed block inputs in CPU memory
             (DiffSynth's ``use_gradient_checkpointing_offload``).
+        recompute_attention: False keeps each block's self-attention output instead of recomputing it
+            in the backward pass (selective checkpointing: faster, + tokens x dim x 2 bytes per block).
         precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16`` or ``fp32``.
         attention: attention backend (``wanray.attention``); ``auto`` picks the fastest installed.
     """
@@ -158,6 +160,7 @@ class StrategySettings:
     offload_params: bool = False
     gradient_checkpointing: bool = True
     checkpoint_offload: bool = False
+    recompute_attention: bool = True
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     attention: str = "auto"
 
@@ -174,6 +177,8 @@ class StrategySettings:
             raise ValueError("strategy.offload_optimizer needs zero_stage 1, 2 or 3")
         if self.checkpoint_offload and not self.gradient_checkpointing:
             raise ValueError("strategy.checkpoint_offload needs strategy.gradient_checkpointing")
+        if self.checkpoint_offload and not self.recompute_attention:
+            raise ValueError("strategy.recompute_attention=false is selective checkpointing; it has no CPU offload")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"strategy.precision must be auto, bf16 or fp32, got {self.precision!r}")
 

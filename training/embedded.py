@@ -85,7 +85,7 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        window.append(float(loss))
+        window.append(float(loss.detach()))
         if step % 10 == 0 or step == steps:
             print(f"vae: step {step}/{steps}  loss {np.mean(window):.4f}  {len(window) / (time.perf_counter() - started):.2f} clips/s",
                   flush=True)

@@ -19,15 +19,51 @@ from wanray.training.config import LoraSettings, TrainConfig
 log = logging.getLogger(__name__)
 
 
+_ATTENTION_OPS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
+                  "_scaled_dot_product_efficient_attention")
+
+
+def keep_self_attention_outputs(blocks) -> int:
+    """Selective activation checkpointing of each block: recompute everything in the backward pass except
+    the self-attention kernels, whose outputs are kept (+ S x dim x 2 bytes per block). Attention is most
+    of a 720p step's FLOPs, so not running it a second time saves about a sixth of the step.
+    Replaces DiffSynth's whole-block checkpointing (call the model function with it off)."""
+    from functools import partial
+
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+    ops = {getattr(torch.ops.aten, name).default for name in _ATTENTION_OPS if hasattr(torch.ops.aten, name)}
+
+    def policy(ctx, op, *args, **kwargs):
+        is_self = op in ops and args[0].shape[-2] == args[1].shape[-2]  # q and k of the same length
+        return CheckpointPolicy.MUST_SAVE if is_self else CheckpointPolicy.PREFER_RECOMPUTE
+
+    context = partial(create_selective_checkpoint_contexts, policy)
+    for block in blocks:
+        forward = block.forward
+
+        def checkpointed(*args, _forward=forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False, context_fn=context, **kwargs)
+
+        block.forward = checkpointed
+    return len(blocks)
+
+
 class DiTModule(torch.nn.Module):
     """DiT (+ VACE branch) with DiffSynth's model function as forward: predicts the flow velocity."""
 
-    def __init__(self, dit: torch.nn.Module, vace: torch.nn.Module | None, *, checkpointing: bool, offload: bool):
+    def __init__(self, dit: torch.nn.Module, vace: torch.nn.Module | None, *, checkpointing: bool, offload: bool,
+                 recompute_attention: bool = True):
         super().__init__()
         self.dit = dit
         self.vace = vace
-        self.checkpointing = checkpointing
         self.offload = offload
+        if checkpointing and not recompute_attention:
+            keep_self_attention_outputs(dit.blocks)  # our selective checkpointing instead of DiffSynth's
+            checkpointing = False
+        self.checkpointing = checkpointing
 
     def forward(
         self,
@@ -177,6 +213,7 @@ def build_training_model(config: TrainConfig, device: torch.device, latents_cach
         vace if uses_vace else None,
         checkpointing=config.strategy.gradient_checkpointing,
         offload=config.strategy.checkpoint_offload,
+        recompute_attention=config.strategy.recompute_attention,
     ).to(device)
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
     module.train()

@@ -65,6 +65,7 @@ class Setup:
     workers: int = 1
     checkpointing: bool = True
     checkpoint_offload: bool = False
+    recompute_attention: bool = True
     encoders_on_gpu: bool = False
     # Frozen DiTs besides the one trained that stay on the GPU (DiffSynth's pipeline keeps both Wan2.2
     # experts resident when both are loaded; wanray parks the other expert in CPU memory: 0).
@@ -90,6 +91,7 @@ class Setup:
             offload_optimizer=config.strategy.offload_optimizer, offload_params=config.strategy.offload_params,
             workers=config.scaling.num_workers, checkpointing=config.strategy.gradient_checkpointing,
             checkpoint_offload=config.strategy.checkpoint_offload,
+            recompute_attention=config.strategy.recompute_attention,
             encoders_on_gpu=config.data.latent_cache is None,
             frames=config.data.frames, height=config.data.height, width=config.data.width,
         )
@@ -196,6 +198,8 @@ def estimate(setup: Setup) -> Estimate:
     if setup.checkpointing:
         if not setup.checkpoint_offload:
             parts["checkpointed block inputs"] = block_layers * d * 2 * tokens / GIB
+        if not setup.recompute_attention:
+            parts["kept self-attention outputs"] = layers * d * 2 * tokens / GIB
         factor = BLOCK_FACTOR[setup.implementation]
         parts["one block's backward"] = factor * (BLOCK_DIM_TERMS * d + BLOCK_FFN_TERMS * f) * 2 * tokens / GIB
     else:
