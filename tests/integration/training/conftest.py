@@ -8,5 +8,5 @@ def tiny_dance_set(ray_cluster, tmp_path_factory):
     from wanray.datasets.synth import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("dance") / "set"
-    generate(SynthConfig(n=10, out=out, seed=3, height=64, width=64, frames=5))
+    generate(SynthConfig(n=8, out=out, seed=0, height=64, width=64, frames=5))  # 7 train, 1 test entry
     return out

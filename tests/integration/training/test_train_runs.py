@@ -22,7 +22,8 @@ def _config(dataset: Path, out: Path, name: str, extra=()):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_dance_set, tmp_path_factory):
-    config = _config(tiny_dance_set, tmp_path_factory.mktemp("runs"), "uninterrupted")
+    config = _config(tiny_dance_set, tmp_path_factory.mktemp("runs"), "uninterrupted",
+                     ["validation.every_steps=3", "validation.samples=1", "validation.steps=2"])
     return config, run(config)
 
 
@@ -40,12 +41,25 @@ def test_two_workers_train_report_checkpoint_and_export(uninterrupted):
     lora = load_file(str(export_path(config)))
     assert lora and all(k.startswith("diffusion_model.blocks.") for k in lora)
     assert any(float(v.abs().max()) > 0 for k, v in lora.items() if ".lora_B." in k)  # trained away from zero
-    assert (config.run_dir / "tensorboard").is_dir()
+    assert list((config.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_validation_scores_and_videos_every_n_steps(uninterrupted):
+    config, result = uninterrupted
+    with result.checkpoint.as_directory() as d:
+        history = TrainerState.load(Path(d)).history
+    scored = {m["step"]: m for m in history if "val_psnr" in m}
+    assert sorted(scored) == [3, 6]
+    for m in scored.values():
+        assert 0 < m["val_psnr"] <= 100 and -1 <= m["val_ssim"] <= 1
+    for step in (3, 6):
+        folder = config.run_dir / "validation" / f"step_{step:06d}"
+        assert (folder / "00_generated.mp4").stat().st_size > 0 and (folder / "00_reference.mp4").is_file()
 
 
 def test_killed_worker_resumes_from_checkpoint_and_matches_the_uninterrupted_run(uninterrupted, tmp_path):
     reference_config, _ = uninterrupted
-    config = _config(reference_config.data.dataset, tmp_path, "killed")
+    config = _config(reference_config.data.dataset, tmp_path, "killed")  # validation off: weights do not depend on it
     marker = tmp_path / "killed.marker"
     from dataclasses import replace
 
