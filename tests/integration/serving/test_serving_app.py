@@ -172,18 +172,22 @@ def test_prometheus_metrics_are_exported(serving_app):
     wanted = ("wanray_jobs_submitted_total", "wanray_jobs_finished_total", "wanray_job_latency_seconds_count",
               "wanray_queue_depth", "wanray_jobs_rejected_total", "wanray_job_run_seconds_count")
 
-    def scraped():
+    def total(text, name, label):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(f"ray_{name}{{") and label in line)
+
+    def scraped():  # metrics are flushed periodically: wait until they have caught up with the jobs above
         with urllib.request.urlopen(url, timeout=10) as r:
             text = r.read().decode()
-        return text if all(w in text for w in wanted) else None
+        if not all(w in text for w in wanted):
+            return None
+        counts = (total(text, "wanray_jobs_finished_total", 'status="succeeded"'),
+                  total(text, "wanray_jobs_finished_total", 'status="cancelled"'),
+                  total(text, "wanray_jobs_rejected_total", 'reason="queue_full"'))
+        # happy path, page, 20 concurrent (plus extras); the cancelled job; the 503
+        return counts if counts[0] >= 22 and counts[1] >= 1 and counts[2] >= 1 else None
 
-    text = wait_until(scraped, 120, f"{wanted} at {url}", every_s=2)
-    finished = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if "wanray_jobs_finished_total{" in line and 'status="succeeded"' in line)
-    assert finished >= 22  # happy path, page, 20 concurrent (plus the extras that got in)
-    cancelled = [line for line in text.splitlines()
-                 if "wanray_jobs_finished_total{" in line and 'status="cancelled"' in line]
-    assert cancelled and float(cancelled[0].rsplit(" ", 1)[1]) >= 1
+    wait_until(scraped, 120, f"{wanted} with the jobs' counts at {url}", every_s=2)
 
 
 def test_a_replica_killed_mid_job_hands_the_job_to_another(serving_app, photo_bytes):
