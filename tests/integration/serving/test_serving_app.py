@@ -174,7 +174,7 @@ def test_prometheus_metrics_are_exported(serving_app):
 
     def total(text, name, label):
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(f"ray_{name}{{") and label in line)
+                   if f"{name}{{" in line and label in line)
 
     def scraped():  # metrics are flushed periodically: wait until they have caught up with the jobs above
         with urllib.request.urlopen(url, timeout=10) as r:
