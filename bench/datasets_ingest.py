@@ -1,6 +1,6 @@
 """Ingest throughput: decoded rows/s (PNG + target video + pose video, fitted and frame-sampled).
 
-    python bench/datasets_ingest.py                      # 16 entries, 128x128, 81 frames
+    python bench/datasets_ingest.py                      # 160 rows (8 rendered entries x 20), 128x128, 81 frames
     python bench/datasets_ingest.py --root data/quick    # an existing set
 
 Baseline: ``decode_entry`` on every row, sequentially, in this process. Ours: ``read_split`` (Ray
@@ -20,10 +20,19 @@ sys.path.insert(0, os.path.dirname(__file__))
 from datasets_common import print_table, ray_cluster, render_set, timed  # noqa: E402
 
 
+def repeat_rows(root: Path, times: int) -> None:
+    """More rows without more rendering: each entry's files under ``times`` ids (decoding cost per row is unchanged)."""
+    from wanray.datasets.schema import read_manifest, write_manifest
+
+    rows = [r.record() for r in read_manifest(root)]
+    write_manifest(root, [{**r, "id": f"{r['id']}-{k}"} for k in range(times) for r in rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help="dataset to read (default: render one)")
-    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--n", type=int, default=8, help="entries to render (when no --root)")
+    parser.add_argument("--repeat", type=int, default=20, help="rows per rendered entry (same files, new ids)")
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--frames", type=int, default=81)
@@ -35,8 +44,11 @@ def main() -> None:
 
     shape = VideoShape(height=args.height, width=args.width, frames=args.frames)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.root) if args.root else render_set(Path(tmp) / "set", args.n, height=args.height,
-                                                            width=args.width, frames=args.frames)
+        if args.root:
+            root = Path(args.root)
+        else:
+            root = render_set(Path(tmp) / "set", args.n, height=args.height, width=args.width, frames=args.frames)
+            repeat_rows(root, args.repeat)
         table = entry_table(IngestConfig(root=root, split="all", shape=shape))
         _, seq_s = timed(lambda: [decode_entry(e, shape) for e in table])
         with ray_cluster(args.cpus):

@@ -185,6 +185,18 @@ class CacheConfig:
             raise ValueError(f"gpus_per_actor must be >= 0 and cpus_per_actor > 0, got {self.gpus_per_actor}, {self.cpus_per_actor}")
 
 
+def inputs_for_model(sample, spec):
+    """Only the conditioning a model takes: DiffSynth's Fun-Control unit rewrites ``y`` with any control
+    video (even for a DiT without control channels), and VACE inputs mean nothing without a VACE branch."""
+    from wanray.inputs import FUN_CONTROL_IN_DIM
+
+    if spec.dit.in_dim != FUN_CONTROL_IN_DIM:
+        sample.control_video = None
+    if spec.vace is None:
+        sample.vace_video = sample.vace_video_mask = sample.vace_reference_image = None
+    return sample
+
+
 class EncodeRows:
     """Ray Data actor: loads the model's frozen encoders once, encodes each decoded row."""
 
@@ -207,7 +219,8 @@ class EncodeRows:
         ids, blobs = [], []
         for i in range(len(batch["id"])):
             row = {k: v[i] for k, v in batch.items()}
-            tensors = encode_sample(self.generator.pipe, row_to_sample(row), tiled=self.tiled)
+            sample = inputs_for_model(row_to_sample(row), self.generator.spec)
+            tensors = encode_sample(self.generator.pipe, sample, tiled=self.tiled)
             blobs.append(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
             ids.append(str(row["id"]))
         return {"id": np.array(ids), "split": np.array([split_of(i) for i in ids]),

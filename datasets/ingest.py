@@ -83,8 +83,11 @@ class IngestConfig:
         frame = s.height * s.width * 3
         return sum(frame * (1 if c in IMAGE_COLUMNS else s.frames) for c in self.decoded)
 
-    def auto_batch_size(self) -> int:
-        return self.batch_size or max(1, min(16, BATCH_BYTES // self.row_bytes()))
+    def auto_batch_size(self, rows: int) -> int:
+        """Rows per decode task: under BATCH_BYTES, at most 16, and small enough to give 8+ tasks."""
+        if self.batch_size:
+            return self.batch_size
+        return max(1, min(16, BATCH_BYTES // self.row_bytes(), -(-rows // 8)))
 
 
 def quarantined_ids(report_path: Path | str) -> frozenset[str]:
@@ -132,7 +135,7 @@ def build_dataset(config: IngestConfig):
         return ray.data.from_items([])
     # optional media present on some rows only: empty arrays on the others (see the module docstring)
     mixed = tuple(c for c in OPTIONAL_COLUMNS if 0 < sum(e[c] is not None for e in table) < len(table))
-    batch_size = config.auto_batch_size()
+    batch_size = config.auto_batch_size(len(table))
     blocks = max(1, -(-len(table) // batch_size))
     log.info("ingest: %d %s entries of %s, decoded to %dx%d x %d frames at %g fps, %d per task",
              len(table), config.split, config.root, config.shape.height, config.shape.width, config.shape.frames,

@@ -311,9 +311,10 @@ def keypoints_px(skeleton: Skeleton, placement: Placement) -> np.ndarray:
     return points
 
 
-def draw_openpose(points: np.ndarray, height: int, width: int, supersample: int = 4) -> Image.Image:
-    """One pose frame (RGB, black background), drawn at ``supersample`` x size then box-filtered (anti-aliasing)."""
-    k = supersample
+def draw_openpose(points: np.ndarray, height: int, width: int, supersample: int | None = None) -> Image.Image:
+    """One pose frame (RGB, black background), drawn at ``supersample`` x size then box-filtered (anti-aliasing;
+    default 4x below 128 px, 2x from 128 px, where limbs are already 3 px wide)."""
+    k = supersample or (4 if min(height, width) < 128 else 2)
     unit = min(height, width) / 512  # OpenPose draws stickwidth 4, radius 4 at ~512 px
     stick = float(np.clip(4 * unit, 1.5, 4.0)) * k
     radius = float(np.clip(4 * unit, 2.0, 4.0)) * k
