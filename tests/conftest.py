@@ -85,7 +85,7 @@ def ray_cluster():
 
     from wanray.raycluster.local import start_head, stop
 
-    cluster = start_head(num_cpus=8)
+    cluster = start_head(num_cpus=8, timeout_s=300)  # a loaded 2-core box can take minutes
     os.environ["RAY_ADDRESS"] = cluster.address
     ray.init(address=cluster.address, log_to_driver=False)
     try:

@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True
+    )
     for noisy in ("urllib3", "filelock", "PIL", "matplotlib", "modelscope"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

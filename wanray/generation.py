@@ -25,6 +25,7 @@ from wanray.inputs import InvalidInput, PreparedRequest, prepare
 from wanray.parallel import ParallelConfig, apply_parallel, check_parallel, init_parallel, local_device
 from wanray.loading import WanComponents, load_model_dir
 from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
+from wanray.vae_tiling import device_resident_tiling
 from wanray.video import write_mp4
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ class WanGenerator:
             generator.fp8_storage = True
         if parallel.world_size > 1:
             apply_parallel(pipe, parallel)
+        # VAE tiles blend on the device (and split over the ranks of a multi-GPU group), not on the CPU.
+        device_resident_tiling(pipe.vae, torch.distributed.group.WORLD if parallel.world_size > 1 else None)
         generator.parallel = parallel
         if config.compile:
             accel.compile_dit_blocks(pipe)
