@@ -17,9 +17,9 @@ ATTENTION_CHOICES = (
     "auto", "sdpa", "sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sage", "flash2", "flash3", "xformers",
 )
 EXAMPLE_PHOTO = Path(__file__).parent / "assets" / "example_photo.png"
-EXAMPLE_PROMPT = (
-    "the same person as an anime character dancing the wave, flat cel shading, clean outlines, stylised background"
-)
+# The photo is rendered by wanray.datasets.example; this is its prompt (example_prompt()) and dance.
+EXAMPLE_PROMPT = "an anime girl, long brown hair, red dress, light skin, dances the wave in the park"
+EXAMPLE_DANCE = "wave"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -54,6 +54,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="TeaCache step skipping with this relative-L1 threshold (e.g. 0.2); off by default")
     g.add_argument("--tiled-vae", action=argparse.BooleanOptionalAction, default=True,
                    help="encode/decode the VAE in tiles of 30x52 latents, stride 15x26 (less memory)")
+    g.add_argument("--dance", default=None, metavar="NAME",
+                   help="drive the motion with this procedural dance's pose skeleton (as the VACE video): "
+                        "wave, twist, robot, jump, sway, march, spin")
     g.add_argument("--end-image", default=None, help="optional last frame")
     g.add_argument("--vace-video", default=None, help="optional VACE conditioning video (e.g. a pose skeleton)")
     g.add_argument("--vace-mask", default=None, help="optional VACE mask video (white = generate)")
@@ -86,13 +89,18 @@ def run_generate(args: argparse.Namespace) -> int:
     from wanray.inputs import InvalidInput, check_frames, check_size, load_image
     from wanray.specs import DEFAULT_NEGATIVE_PROMPT
 
+    vace_video = args.vace_video
+    if args.dance is not None:
+        if vace_video is not None:
+            raise InvalidInput("--dance renders the VACE video itself; pass either --dance or --vace-video")
+        vace_video = _pose_video(args)
     gen_config = GenerationConfig(
         image=args.image,
         prompt=args.prompt,
         negative_prompt=args.negative_prompt if args.negative_prompt is not None else DEFAULT_NEGATIVE_PROMPT,
         end_image=args.end_image,
         control_video=args.control_video,
-        vace_video=args.vace_video,
+        vace_video=vace_video,
         vace_video_mask=args.vace_mask,
         vace_reference_image=args.vace_reference,
         seed=args.seed,
@@ -130,7 +138,24 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pose_video(args: argparse.Namespace) -> list:
+    """The named dance's OpenPose skeleton at the output size, frame count and fps."""
+    from wanray.datasets.pose import DANCE_NAMES, render_pose_video
+    from wanray.generation import resolve_model
+    from wanray.inputs import InvalidInput
+
+    if args.dance not in DANCE_NAMES:
+        raise InvalidInput(f"unknown dance {args.dance!r}; choose one of: {', '.join(DANCE_NAMES)}")
+    _, spec = resolve_model(args.model, args.model_spec)
+    height = args.height if args.height is not None else spec.default_height
+    width = args.width if args.width is not None else spec.default_width
+    return render_pose_video(args.dance, height, width, args.frames, args.fps)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """The bundled photo, its prompt and the wave's pose skeleton, through the embedded model."""
     args.image = str(EXAMPLE_PHOTO)
     args.prompt = EXAMPLE_PROMPT
+    if args.dance is None and args.vace_video is None:
+        args.dance = EXAMPLE_DANCE
     return run_generate(args)

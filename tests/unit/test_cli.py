@@ -34,3 +34,15 @@ def test_help_explains_options():
     assert out.returncode == 0
     for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1"):
         assert option in out.stdout
+
+
+def test_dance_drives_the_vace_branch(photo, tmp_path, capsys):
+    info = tmp_path / "info.json"
+    common = ["generate", "--image", str(photo), "--prompt", "a dancer", "--frames", "5", "--height", "64",
+              "--width", "64", "--steps", "1", "--no-progress", "--seed", "4"]
+    assert main([*common, "--out", str(tmp_path / "plain.mp4")]) == 0
+    assert main([*common, "--out", str(tmp_path / "wave.mp4"), "--dance", "wave", "--info-json", str(info)]) == 0
+    plain, wave = iio.imread(tmp_path / "plain.mp4"), iio.imread(tmp_path / "wave.mp4")
+    assert plain.shape == wave.shape and (plain != wave).any()
+    assert main([*common, "--out", str(tmp_path / "x.mp4"), "--dance", "tango"]) == 1
+    assert "choose one of: wave" in capsys.readouterr().err
