@@ -144,15 +144,17 @@ def test_cancel_a_running_job(serving_app, photo_bytes):
 def test_twenty_concurrent_jobs_scale_to_two_replicas_and_a_full_queue_is_503(serving_app, make_photo):
     base, config = serving_app
     assert config.max_queued_jobs == 20
+    # jobs of a few seconds each, so the queue outlasts the start of a second replica (model loading)
+    heavier = {"frames": 9, "steps": 2}
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        responses = list(pool.map(lambda _: submit(base, make_photo()), range(20)))
+        responses = list(pool.map(lambda _: submit(base, make_photo(), **heavier), range(20)))
     assert [r.status_code for r in responses] == [202] * 20, [r.text for r in responses if r.status_code != 202]
     ids = [r.json()["id"] for r in responses]
     # while they run the queue is full: more submissions are refused with Retry-After (some may get in as
     # jobs finish; those must finish too)
     refused = None
     for _ in range(20):
-        response = submit(base, make_photo())
+        response = submit(base, make_photo(), **heavier)
         if response.status_code == 503:
             refused = response
             break
