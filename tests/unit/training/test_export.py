@@ -95,3 +95,20 @@ def test_exported_lora_loads_in_diffsynth_and_changes_generation(embedded_genera
     styled = frames_to_array(embedded_generator.generate(GenerationConfig(**small, loras=(LoraRef(path=path),))).frames)
     embedded_generator.set_loras(())
     assert styled.shape == base.shape and np.abs(styled.astype(int) - base).mean() > 1.0
+
+
+def test_full_fine_tune_export_is_a_model_dir_our_loader_reads(tiny_model_dir, tiny_spec, tmp_path):
+    from wanray.loading import load_model_dir
+    from wanray.model_writer import dit_state_dict
+    from wanray.training.export import export_full_model
+
+    base = load_model_dir(tiny_model_dir, tiny_spec)
+    trained = {k: v + torch.randn_like(v) * 0.01 for k, v in dit_state_dict(base.dits[0], None).items()}
+    out = export_full_model(tmp_path / "model", source_dir=tiny_model_dir, spec=tiny_spec, trained=trained,
+                            expert=None, dtype=torch.float32, shards=2)
+    assert sorted(p.name for p in out.glob("diffusion_pytorch_model-*")) == [
+        "diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]
+    loaded = load_model_dir(out, tiny_spec)
+    for k, v in loaded.dits[0].state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    assert torch.equal(next(iter(loaded.vae.state_dict().values())), next(iter(base.vae.state_dict().values())))
