@@ -48,8 +48,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fps", type=int, default=DEFAULT_FPS, help=f"frames per second of the mp4 (default {DEFAULT_FPS})")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's; 50 for 14B)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale; 1 turns it off")
-    g.add_argument("--lora", action="append", default=[], type=LoraRef.parse, metavar="PATH[:ALPHA]",
-                   help="apply a LoRA (safetensors) with strength ALPHA (default 1); repeat for several")
+    g.add_argument("--lora", action="append", default=[], type=LoraRef.parse, metavar="PATH[:ALPHA][@EXPERT]",
+                   help="apply a LoRA (safetensors) with strength ALPHA (default 1); repeat for several. "
+                        "Wan2.2: @high_noise or @low_noise sends it to one expert (default: both)")
     g.add_argument("--tea-cache", type=float, default=None, metavar="THRESHOLD",
                    help="TeaCache step skipping with this relative-L1 threshold (e.g. 0.2); off by default")
     g.add_argument("--tiled-vae", action=argparse.BooleanOptionalAction, default=True,

@@ -15,20 +15,36 @@ DEFAULT_TILE_SIZE = (30, 52)
 DEFAULT_TILE_STRIDE = (15, 26)
 
 
+EXPERTS = ("all", "high_noise", "low_noise")
+
+
 @dataclass(kw_only=True, frozen=True)
 class LoraRef:
-    """A LoRA file and the strength to apply it with."""
+    """A LoRA file, the strength to apply it with, and which DiT it is for.
+
+    ``expert`` matters for Wan2.2's two experts, whose LoRAs are trained separately: ``high_noise``
+    (the first DiT), ``low_noise`` (the second) or ``all``.
+    """
 
     path: Path
     alpha: float = 1.0
+    expert: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.expert not in EXPERTS:
+            raise ValueError(f"LoRA expert must be one of {', '.join(EXPERTS)}, got {self.expert!r}")
 
     @classmethod
     def parse(cls, text: str) -> "LoraRef":
-        """``PATH`` or ``PATH:ALPHA`` (as on the command line)."""
+        """``PATH[:ALPHA][@EXPERT]`` (as on the command line), e.g. ``style.safetensors:0.8@high_noise``."""
+        expert = "all"
+        head, at, tail = text.rpartition("@")
+        if at and tail in EXPERTS:
+            text, expert = head, tail
         path, sep, alpha = text.rpartition(":")
         if sep and path and _is_float(alpha):
-            return cls(path=Path(path), alpha=float(alpha))
-        return cls(path=Path(text))
+            return cls(path=Path(path), alpha=float(alpha), expert=expert)
+        return cls(path=Path(text), expert=expert)
 
 
 def _is_float(text: str) -> bool:

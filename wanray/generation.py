@@ -146,13 +146,17 @@ class WanGenerator:
                 raise FileNotFoundError(f"LoRA file {str(lora.path)!r} does not exist")
         accel.clear_loras(self.pipe)
         for lora in loras:
-            for dit in self._dits():
+            for dit in self._dits(lora.expert):
                 accel.load_lora(self.pipe, dit, Path(lora.path), lora.alpha)
         self.loras = loras
-        log.info("LoRAs active: %s", ", ".join(f"{l.path.name}:{l.alpha}" for l in loras) or "none")
+        log.info("LoRAs active: %s", ", ".join(f"{l.path.name}:{l.alpha}@{l.expert}" for l in loras) or "none")
 
-    def _dits(self) -> list[torch.nn.Module]:
-        return [d for d in (self.pipe.dit, self.pipe.dit2) if d is not None]
+    def _dits(self, expert: str = "all") -> list[torch.nn.Module]:
+        """The DiTs a LoRA for ``expert`` goes to (Wan2.2: dit = high-noise expert, dit2 = low-noise)."""
+        if expert != "all" and self.pipe.dit2 is None:
+            raise InvalidInput(f"a LoRA for the {expert} expert needs a two-expert model (Wan2.2); {self.spec.name} has one DiT")
+        chosen = {"all": (self.pipe.dit, self.pipe.dit2), "high_noise": (self.pipe.dit,), "low_noise": (self.pipe.dit2,)}
+        return [d for d in chosen[expert] if d is not None]
 
     # -- generation --
     def generate(
@@ -215,7 +219,7 @@ class WanGenerator:
             "fp8_storage": self.fp8_storage,
             "compiled": self.compiled,
             "parallel": {"ulysses": self.parallel.ulysses_degree, "cfg": self.parallel.cfg_degree},
-            "loras": [{"path": str(l.path), "alpha": l.alpha} for l in self.loras],
+            "loras": [{"path": str(l.path), "alpha": l.alpha, "expert": l.expert} for l in self.loras],
             "height": request.height,
             "width": request.width,
             "frames": request.frames,

@@ -98,3 +98,32 @@ def test_fp8_storage_stays_close_to_full_precision(photo):
     b = frames_to_array(_gen(fp8, photo).frames).astype(float)
     assert np.abs(a - b).mean() < 4.0  # out of 255: FP8 rounding, not a different video
     assert _gen(fp8, photo).info["fp8_storage"] is True
+
+
+def test_expert_lora_on_a_one_dit_model_is_refused(embedded_generator, photo, tmp_path):
+    from wanray.inputs import InvalidInput
+
+    lora = _random_lora(embedded_generator.pipe.dit, tmp_path / "high.safetensors")
+    with pytest.raises(InvalidInput, match="needs a two-expert model"):
+        _gen(embedded_generator, photo, loras=(LoraRef(path=lora, expert="high_noise"),))
+    embedded_generator.set_loras(())
+
+
+def test_expert_lora_goes_to_its_expert_only(tmp_path, tiny_moe_spec):
+    from diffsynth.core import LoRAHotLoadMixin
+
+    from wanray import ModelConfig
+    from wanray.generation import WanGenerator
+    from wanray.model_writer import write_random_model_dir
+
+    root = write_random_model_dir(tmp_path / "moe", tiny_moe_spec, seed=3)
+    gen = WanGenerator.load(ModelConfig(model=str(root)))
+    lora = _random_lora(gen.pipe.dit, tmp_path / "low.safetensors", rank=2)
+
+    def patched(dit):
+        return sum(len(m.lora_A_weights) for m in dit.modules() if isinstance(m, LoRAHotLoadMixin))
+
+    gen.set_loras((LoraRef(path=lora, expert="low_noise"),))
+    assert patched(gen.pipe.dit2) == 2 * 6 and patched(gen.pipe.dit) == 0
+    gen.set_loras((LoraRef(path=lora),))
+    assert patched(gen.pipe.dit2) == 12 and patched(gen.pipe.dit) == 12

@@ -105,3 +105,11 @@ def test_lora_ref_parse():
     assert str(ref.path) == "a/b.safetensors" and ref.alpha == 0.5
     ref = LoraRef.parse("c:/x.safetensors")
     assert str(ref.path) == "c:/x.safetensors" and ref.alpha == 1.0
+
+
+def test_lora_ref_expert_suffix():
+    ref = LoraRef.parse("dir/high.safetensors:0.8@high_noise")
+    assert (str(ref.path), ref.alpha, ref.expert) == ("dir/high.safetensors", 0.8, "high_noise")
+    assert LoraRef.parse("a@b.safetensors").expert == "all"  # '@' that names no expert stays in the path
+    with pytest.raises(ValueError, match="expert must be one of"):
+        LoraRef(path="x.safetensors", expert="middle")
