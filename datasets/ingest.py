@@ -214,7 +214,12 @@ def _read_video(path: str, shape: VideoShape) -> np.ndarray:
             f"the job needs {shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), "
             f"i.e. {indices[-1] + 1} source frames"
         )
-    return np.stack([np.asarray(fit(Image.fromarray(frames[i]), shape.width, shape.height), dtype=np.uint8) for i in indices])
+    def fitted(frame: np.ndarray) -> np.ndarray:
+        if frame.shape[:2] == (shape.height, shape.width):
+            return frame  # what fit() would return, without the round trip through PIL
+        return np.asarray(fit(Image.fromarray(frame), shape.width, shape.height), dtype=np.uint8)
+
+    return np.stack([fitted(frames[i]) for i in indices])
 
 
 def decode_batch(batch: dict[str, np.ndarray], shape: VideoShape, mixed: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

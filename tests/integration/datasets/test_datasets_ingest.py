@@ -86,12 +86,11 @@ def test_ray_train_workers_each_get_a_disjoint_shard_of_training_samples(ray_set
     def train_loop_per_worker(config):
         import ray.train
 
-        from wanray.datasets.ingest import row_to_sample
+        from wanray.datasets.ingest import iter_samples
 
         seen = []
-        for row in ray.train.get_dataset_shard("train").iter_rows():
-            sample = row_to_sample(row)
-            seen.append({"id": row["id"], "frames": len(sample.video), "size": list(sample.video[0].size)})
+        for entry_id, sample in iter_samples(ray.train.get_dataset_shard("train")):
+            seen.append({"id": entry_id, "frames": len(sample.video), "size": list(sample.video[0].size)})
         rank = ray.train.get_context().get_world_rank()
         (config["sink"] / f"rank{rank}.json").write_text(json.dumps(seen))
         ray.train.report({"rows": len(seen)})
