@@ -88,7 +88,7 @@ def sample_character(rng: np.random.Generator) -> Character:
 
 
 def prompt_for(character: Character, dance: str, scene: str) -> str:
-    """E.g. 'an anime girl with long black hair, red t-shirt, blue jeans, dances the wave in a park'."""
+    """E.g. "an anime girl, long black hair, red t-shirt, blue trousers, light skin, dances the wave in the park"."""
     c = character
-    place = "a studio" if scene == "studio" else f"the {scene}" if scene in ("park", "beach", "city") else scene
-    return f"an anime {c.kind}, {c.hair_style} {c.hair_colour} hair, {c.outfit()}, {c.skin} skin, dances the {dance} in {place}"
+    place = {"studio": "in a studio", "park": "in the park", "beach": "on the beach", "city": "in the city"}.get(scene, f"in {scene}")
+    return f"an anime {c.kind}, {c.hair_style} {c.hair_colour} hair, {c.outfit()}, {c.skin} skin, dances the {dance} {place}"
