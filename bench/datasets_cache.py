@@ -62,13 +62,22 @@ def main() -> None:
     n = len(table)
     pixels = (decode_s + encode_s) / n
     cached = read_s / n
-    print_table(f"per entry, embedded model on CPU, {args.width}x{args.height}, {args.frames} frames, {n} entries",
-                ["path", "seconds/entry", "ratio to pixels"],
-                [["pixels: decode", decode_s / n, ""], ["pixels: encode_sample", encode_s / n, ""],
-                 ["pixels: total (baseline)", pixels, 1.0],
-                 [f"cache: Parquet row -> tensors ({megabytes:.1f} MB of tensors per entry)", cached, cached / pixels],
-                 ["cache: read_latent_cache + iter_rows (incl. Ray Data job start)", ray_read_s / n, ray_read_s / n / pixels],
-                 ["cache: building it (one-off, Ray actor pool, incl. model load)", build_s / n, build_s / n / pixels]])
+    print_table(
+        f"per entry, embedded model on CPU, {args.width}x{args.height}, {args.frames} frames, {n} entries",
+        ["path", "seconds/entry", "ratio to pixels"],
+        [
+            ["pixels: decode", decode_s / n, ""],
+            ["pixels: encode_sample", encode_s / n, ""],
+            ["pixels: total (baseline)", pixels, 1.0],
+            [f"cache: Parquet row -> tensors ({megabytes:.1f} MB of tensors per entry)", cached, cached / pixels],
+            [
+                "cache: read_latent_cache + iter_rows (incl. Ray Data job start)",
+                ray_read_s / n,
+                ray_read_s / n / pixels,
+            ],
+            ["cache: building it (one-off, Ray actor pool, incl. model load)", build_s / n, build_s / n / pixels],
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def main() -> None:
         table = entry_table(IngestConfig(root=root, split="all", shape=shape))
         _, seq_s = timed(lambda: [decode_entry(e, shape) for e in table])
         with ray_cluster(args.cpus):
+
             def consume():
                 ds = read_split(root, "all", height=args.height, width=args.width, frames=args.frames)
                 return sum(1 for _ in ds.iter_rows())
@@ -59,10 +60,15 @@ def main() -> None:
             count, ray_s = timed(consume)
             assert count == len(table)
     n = len(table)
-    rows = [["decode_entry, one process (baseline)", n, seq_s, n / seq_s, 1.0],
-            [f"read_split + iter_rows, Ray Data ({args.cpus} CPUs)", n, ray_s, n / ray_s, seq_s / ray_s]]
-    print_table(f"ingest to {args.width}x{args.height}, {args.frames} frames (photo + 2 videos per row)",
-                ["method", "rows", "seconds", "rows/s", "speed-up"], rows)
+    rows = [
+        ["decode_entry, one process (baseline)", n, seq_s, n / seq_s, 1.0],
+        [f"read_split + iter_rows, Ray Data ({args.cpus} CPUs)", n, ray_s, n / ray_s, seq_s / ray_s],
+    ]
+    print_table(
+        f"ingest to {args.width}x{args.height}, {args.frames} frames (photo + 2 videos per row)",
+        ["method", "rows", "seconds", "rows/s", "speed-up"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

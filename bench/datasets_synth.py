@@ -30,13 +30,26 @@ def stages(config, index: int) -> list[list]:
 
     plan = plan_entry(config, index)
     pl = plan.placement
-    _, photo_s = timed(lambda: render_photo(plan.character, skeleton_at(plan.dance, 0), pl, plan.layout, np.random.default_rng(0)))
-    anime, anime_s = timed(lambda: render_anime_frames(plan.character, plan.dance, pl, plan.layout, config.frames, config.fps))
+    _, photo_s = timed(
+        lambda: render_photo(plan.character, skeleton_at(plan.dance, 0), pl, plan.layout, np.random.default_rng(0))
+    )
+    anime, anime_s = timed(
+        lambda: render_anime_frames(plan.character, plan.dance, pl, plan.layout, config.frames, config.fps)
+    )
     pose, pose_s = timed(lambda: render_pose_video(plan.dance, pl.height, pl.width, config.frames, config.fps))
     with tempfile.TemporaryDirectory() as tmp:
-        _, mp4_s = timed(lambda: (write_mp4(anime, Path(tmp) / "a.mp4", config.fps), write_mp4(pose, Path(tmp) / "p.mp4", config.fps)))
-    return [["photo (1 frame)", photo_s * 1e3], [f"anime video ({config.frames} frames)", anime_s * 1e3],
-            [f"pose video ({config.frames} frames)", pose_s * 1e3], ["2 x h264 encode", mp4_s * 1e3]]
+        _, mp4_s = timed(
+            lambda: (
+                write_mp4(anime, Path(tmp) / "a.mp4", config.fps),
+                write_mp4(pose, Path(tmp) / "p.mp4", config.fps),
+            )
+        )
+    return [
+        ["photo (1 frame)", photo_s * 1e3],
+        [f"anime video ({config.frames} frames)", anime_s * 1e3],
+        [f"pose video ({config.frames} frames)", pose_s * 1e3],
+        ["2 x h264 encode", mp4_s * 1e3],
+    ]
 
 
 def main() -> None:
@@ -56,13 +69,20 @@ def main() -> None:
         seq = SynthConfig(n=args.n, out=Path(tmp) / "seq", **shape)
         _, seq_s = timed(lambda: write_manifest(seq.out, [render_entry(seq, plan_entry(seq, i)) for i in range(seq.n)]))
         with ray_cluster(args.cpus):
-            par = SynthConfig(n=args.n, out=Path(tmp) / "ray", entries_per_task=max(1, args.n // (2 * args.cpus)), **shape)
+            par = SynthConfig(
+                n=args.n, out=Path(tmp) / "ray", entries_per_task=max(1, args.n // (2 * args.cpus)), **shape
+            )
             _, ray_s = timed(lambda: generate(par))
         breakdown = stages(seq, 0)
-    rows = [["one process, sequential (baseline)", args.n, seq_s, args.n / seq_s, 1.0],
-            [f"Ray Data tasks ({args.cpus} CPUs, incl. start of tasks)", args.n, ray_s, args.n / ray_s, seq_s / ray_s]]
-    print_table(f"synthetic entries at {args.width}x{args.height}, {args.frames} frames",
-                ["method", "entries", "seconds", "entries/s", "speed-up"], rows)
+    rows = [
+        ["one process, sequential (baseline)", args.n, seq_s, args.n / seq_s, 1.0],
+        [f"Ray Data tasks ({args.cpus} CPUs, incl. start of tasks)", args.n, ray_s, args.n / ray_s, seq_s / ray_s],
+    ]
+    print_table(
+        f"synthetic entries at {args.width}x{args.height}, {args.frames} frames",
+        ["method", "entries", "seconds", "entries/s", "speed-up"],
+        rows,
+    )
     total = sum(ms for _, ms in breakdown)
     print_table("one entry, by stage", ["stage", "ms", "share"], [[s, ms, f"{ms / total:.0%}"] for s, ms in breakdown])
 

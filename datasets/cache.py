@@ -88,7 +88,9 @@ def _marker(cache_dir: Path, fp: str, split: str) -> Path:
     return Path(cache_dir) / fp / f"{split}.json"
 
 
-def cache_matches(cache_dir: Path | str, model: str, shape, split: str = "train", model_spec: str | None = None) -> bool:
+def cache_matches(
+    cache_dir: Path | str, model: str, shape, split: str = "train", model_spec: str | None = None
+) -> bool:
     """True when ``cache_dir`` holds a complete cache of ``split`` (or of ``all``) for this model and shape."""
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
@@ -99,8 +101,11 @@ def cache_matches(cache_dir: Path | str, model: str, shape, split: str = "train"
 
 def complete_caches(cache_dir: Path | str) -> list[dict]:
     """The metadata of every complete cache under ``cache_dir`` (one per fingerprint and split)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(cache_dir).glob("*/*.json"))
-            if FINGERPRINT_RE.fullmatch(p.parent.name)]
+    return [
+        json.loads(p.read_text())
+        for p in sorted(Path(cache_dir).glob("*/*.json"))
+        if FINGERPRINT_RE.fullmatch(p.parent.name)
+    ]
 
 
 # -- reading --
@@ -125,7 +130,8 @@ def read_latent_cache(cache_dir: Path | str, split: str = "train", *, fingerprin
     usable = exact or [c for c in found if c["split"] == "all"]
     if not usable:
         raise FileNotFoundError(
-            f"{cache_dir} holds no complete {split!r} cache{' with fingerprint ' + fingerprint if fingerprint else ''}; "
+            f"{cache_dir} holds no complete {split!r} cache"
+            f"{' with fingerprint ' + fingerprint if fingerprint else ''}; "
             f"make one with `wanray datasets cache DATASET --out {cache_dir} --split {split}`"
         )
     if len({c["fingerprint"] for c in usable}) > 1:
@@ -182,7 +188,9 @@ class CacheConfig:
         if self.actors < 1:
             raise ValueError(f"actors must be at least 1, got {self.actors}")
         if self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
-            raise ValueError(f"gpus_per_actor must be >= 0 and cpus_per_actor > 0, got {self.gpus_per_actor}, {self.cpus_per_actor}")
+            raise ValueError(
+                f"gpus_per_actor must be >= 0 and cpus_per_actor > 0, got {self.gpus_per_actor}, {self.cpus_per_actor}"
+            )
 
 
 def inputs_for_model(sample, spec):
@@ -223,8 +231,12 @@ class EncodeRows:
             tensors = encode_sample(self.generator.pipe, sample, tiled=self.tiled)
             blobs.append(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
             ids.append(str(row["id"]))
-        return {"id": np.array(ids), "split": np.array([split_of(i) for i in ids]),
-                "prompt": np.array([str(p) for p in batch["prompt"]]), "tensors": np.array(blobs, dtype=object)}
+        return {
+            "id": np.array(ids),
+            "split": np.array([split_of(i) for i in ids]),
+            "prompt": np.array([str(p) for p in batch["prompt"]]),
+            "tensors": np.array(blobs, dtype=object),
+        }
 
 
 def free_denoisers(pipe) -> None:
@@ -248,28 +260,48 @@ def build_cache(config: CacheConfig) -> Path:
     if marker.exists() and not config.overwrite:
         raise ValueError(f"{marker} exists: this cache is already complete; pass --overwrite to rebuild it")
     ingest = IngestConfig(
-        root=Path(config.root), split=config.split, shape=config.shape, media=MEDIA_COLUMNS,
-        exclude_ids=quarantined_ids(config.exclude_report) if config.exclude_report else frozenset(), batch_size=1,
+        root=Path(config.root),
+        split=config.split,
+        shape=config.shape,
+        media=MEDIA_COLUMNS,
+        exclude_ids=quarantined_ids(config.exclude_report) if config.exclude_report else frozenset(),
+        batch_size=1,
     )
     expected = sorted(e["id"] for e in entry_table(ingest))
     staging = out / fp / f".{config.split}.{uuid.uuid4().hex[:8]}.tmp"
     started = time.perf_counter()
-    log.info("cache: encoding %d %s entries of %s with %s (fingerprint %s) into %s", len(expected), config.split,
-             config.root, config.model, fp, final)
+    log.info(
+        "cache: encoding %d %s entries of %s with %s (fingerprint %s) into %s",
+        len(expected),
+        config.split,
+        config.root,
+        config.model,
+        fp,
+        final,
+    )
     ds = build_dataset(ingest).map_batches(
         EncodeRows,
-        fn_constructor_kwargs={"model": config.model, "model_spec": config.model_spec, "device": config.device,
-                               "dtype": config.dtype, "tiled": config.tiled},
-        batch_size=1, compute=ray.data.ActorPoolStrategy(size=config.actors),
-        num_gpus=config.gpus_per_actor or None, num_cpus=config.cpus_per_actor,
+        fn_constructor_kwargs={
+            "model": config.model,
+            "model_spec": config.model_spec,
+            "device": config.device,
+            "dtype": config.dtype,
+            "tiled": config.tiled,
+        },
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=config.actors),
+        num_gpus=config.gpus_per_actor or None,
+        num_cpus=config.cpus_per_actor,
     )
     try:
         ds.write_parquet(str(staging), min_rows_per_file=64, compression="zstd")
         written = sorted(ray.data.read_parquet(str(staging), columns=["id"]).to_pandas()["id"].tolist())
         if written != expected:
             missing, extra = sorted(set(expected) - set(written)), sorted(set(written) - set(expected))
-            raise RuntimeError(f"cache: wrote {len(written)} rows for {len(expected)} entries "
-                               f"(missing {missing[:5]}, unexpected {extra[:5]}); nothing was published")
+            raise RuntimeError(
+                f"cache: wrote {len(written)} rows for {len(expected)} entries "
+                f"(missing {missing[:5]}, unexpected {extra[:5]}); nothing was published"
+            )
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -278,13 +310,25 @@ def build_cache(config: CacheConfig) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - started
     meta = {
-        "fingerprint": fp, "format": CACHE_FORMAT, "split": config.split, "dataset": str(Path(config.root).resolve()),
-        "model": config.model, "model_spec": config.model_spec, "shape": config.shape.as_dict(), "device": config.device,
-        "dtype": config.dtype, "tiled": config.tiled, "count": len(written), "ids": written,
-        "seconds": round(seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "fingerprint": fp,
+        "format": CACHE_FORMAT,
+        "split": config.split,
+        "dataset": str(Path(config.root).resolve()),
+        "model": config.model,
+        "model_spec": config.model_spec,
+        "shape": config.shape.as_dict(),
+        "device": config.device,
+        "dtype": config.dtype,
+        "tiled": config.tiled,
+        "count": len(written),
+        "ids": written,
+        "seconds": round(seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     marker.write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("cache: %d entries in %.1f s (%.2f s/entry) -> %s", len(written), seconds, seconds / max(1, len(written)), final)
+    log.info(
+        "cache: %d entries in %.1f s (%.2f s/entry) -> %s", len(written), seconds, seconds / max(1, len(written)), final
+    )
     return marker
 
 
@@ -296,7 +340,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="cache folder (several models, shapes and splits may share it)")
     p.add_argument("--model", default="embedded", help="embedded, a spec name or a model directory (default embedded)")
     p.add_argument("--model-spec", default=None, help="spec of --model DIR when it cannot be recognised from its files")
-    p.add_argument("--split", default="train", choices=("train", "test", "all"), help="which split to encode (default train)")
+    p.add_argument(
+        "--split", default="train", choices=("train", "test", "all"), help="which split to encode (default train)"
+    )
     p.add_argument("--height", type=int, default=128, help="frame height, a multiple of 16 (default 128)")
     p.add_argument("--width", type=int, default=128, help="frame width, a multiple of 16 (default 128)")
     p.add_argument("--frames", type=int, default=81, help="frames per entry, 4n+1 (default 81)")
@@ -307,17 +353,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (1 for 14B encoders; default 0)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--tiled", action="store_true", help="tiled VAE encoding (less GPU memory at 720p)")
-    p.add_argument("--exclude-report", default=None, help="a `wanray datasets validate --report` JSON: skip its quarantine")
+    p.add_argument(
+        "--exclude-report", default=None, help="a `wanray datasets validate --report` JSON: skip its quarantine"
+    )
     p.add_argument("--overwrite", action="store_true", help="rebuild a cache that is already complete")
     p.add_argument("--address", default=None, help="Ray cluster to use (default: $RAY_ADDRESS, else a local one)")
 
 
 def config_from_args(args: argparse.Namespace) -> CacheConfig:
     return CacheConfig(
-        root=Path(args.root), out=Path(args.out), model=args.model, model_spec=args.model_spec, split=args.split,
-        shape=VideoShape(height=args.height, width=args.width, frames=args.frames, fps=args.fps), device=args.device,
-        dtype=args.dtype, actors=args.actors, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-        tiled=args.tiled, overwrite=args.overwrite, exclude_report=Path(args.exclude_report) if args.exclude_report else None,
+        root=Path(args.root),
+        out=Path(args.out),
+        model=args.model,
+        model_spec=args.model_spec,
+        split=args.split,
+        shape=VideoShape(height=args.height, width=args.width, frames=args.frames, fps=args.fps),
+        device=args.device,
+        dtype=args.dtype,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        tiled=args.tiled,
+        overwrite=args.overwrite,
+        exclude_report=Path(args.exclude_report) if args.exclude_report else None,
     )
 
 
@@ -334,11 +392,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wanray.datasets.cache", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m wanray.datasets.cache",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -13,13 +13,25 @@ import numpy as np
 # name -> RGB (0-255). Colours are the words a prompt uses for them.
 SKIN = {"light": (241, 204, 178), "medium": (214, 165, 125), "tan": (178, 124, 86), "dark": (112, 72, 48)}
 HAIR_COLOURS = {
-    "black": (30, 26, 28), "brown": (98, 60, 34), "blonde": (226, 190, 110), "red": (168, 52, 30),
-    "silver": (196, 198, 206), "pink": (236, 128, 170), "blue": (60, 100, 200),
+    "black": (30, 26, 28),
+    "brown": (98, 60, 34),
+    "blonde": (226, 190, 110),
+    "red": (168, 52, 30),
+    "silver": (196, 198, 206),
+    "pink": (236, 128, 170),
+    "blue": (60, 100, 200),
 }
 CLOTH_COLOURS = {
-    "red": (200, 40, 46), "orange": (235, 128, 40), "yellow": (240, 200, 50), "green": (52, 150, 72),
-    "blue": (44, 96, 196), "purple": (120, 64, 170), "pink": (232, 120, 160), "white": (236, 236, 232),
-    "black": (36, 36, 40), "grey": (128, 128, 132),
+    "red": (200, 40, 46),
+    "orange": (235, 128, 40),
+    "yellow": (240, 200, 50),
+    "green": (52, 150, 72),
+    "blue": (44, 96, 196),
+    "purple": (120, 64, 170),
+    "pink": (232, 120, 160),
+    "white": (236, 236, 232),
+    "black": (36, 36, 40),
+    "grey": (128, 128, 132),
 }
 BOTTOM_COLOURS = ("black", "blue", "grey", "white", "brown")
 CLOTH_COLOURS["brown"] = (110, 74, 48)
@@ -30,6 +42,7 @@ TOPS = {"girl": ("t-shirt", "hoodie", "dress", "jacket"), "boy": ("t-shirt", "ho
 BOTTOMS = {"girl": ("trousers", "shorts", "skirt"), "boy": ("trousers", "shorts")}
 LONG_SLEEVES = ("hoodie", "jacket")
 SCENES = ("studio", "park", "beach", "city")
+PLACES = {"studio": "in a studio", "park": "in the park", "beach": "on the beach", "city": "in the city"}
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -46,10 +59,15 @@ class Character:
 
     def __post_init__(self) -> None:
         checks = (
-            ("kind", self.kind, KINDS), ("skin", self.skin, SKIN), ("hair_colour", self.hair_colour, HAIR_COLOURS),
-            ("hair_style", self.hair_style, HAIR_STYLES.get(self.kind, ())), ("top", self.top, TOPS.get(self.kind, ())),
-            ("top_colour", self.top_colour, CLOTH_COLOURS), ("bottom", self.bottom, BOTTOMS.get(self.kind, ())),
-            ("bottom_colour", self.bottom_colour, CLOTH_COLOURS), ("shoes", self.shoes, SHOE_COLOURS),
+            ("kind", self.kind, KINDS),
+            ("skin", self.skin, SKIN),
+            ("hair_colour", self.hair_colour, HAIR_COLOURS),
+            ("hair_style", self.hair_style, HAIR_STYLES.get(self.kind, ())),
+            ("top", self.top, TOPS.get(self.kind, ())),
+            ("top_colour", self.top_colour, CLOTH_COLOURS),
+            ("bottom", self.bottom, BOTTOMS.get(self.kind, ())),
+            ("bottom_colour", self.bottom_colour, CLOTH_COLOURS),
+            ("shoes", self.shoes, SHOE_COLOURS),
         )
         for name, value, allowed in checks:
             if value not in allowed:
@@ -90,5 +108,6 @@ def sample_character(rng: np.random.Generator) -> Character:
 def prompt_for(character: Character, dance: str, scene: str) -> str:
     """E.g. "an anime girl, long black hair, red t-shirt, blue trousers, light skin, dances the wave in the park"."""
     c = character
-    place = {"studio": "in a studio", "park": "in the park", "beach": "on the beach", "city": "in the city"}.get(scene, f"in {scene}")
-    return f"an anime {c.kind}, {c.hair_style} {c.hair_colour} hair, {c.outfit()}, {c.skin} skin, dances the {dance} {place}"
+    place = PLACES.get(scene, f"in {scene}")
+    hair = f"{c.hair_style} {c.hair_colour} hair"
+    return f"an anime {c.kind}, {hair}, {c.outfit()}, {c.skin} skin, dances the {dance} {place}"

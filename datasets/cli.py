@@ -21,22 +21,37 @@ from pathlib import Path
 def register(sub) -> None:
     from wanray.datasets import cache, synth
 
-    group = sub.add_parser("datasets", help="make, validate, split, cache and inspect datasets", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = sub.add_parser(
+        "datasets",
+        help="make, validate, split, cache and inspect datasets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = group.add_subparsers(dest="datasets_command", metavar="COMMAND", required=True)
 
-    p = commands.add_parser("synth", help="render a synthetic photo -> dancing anime set with Ray",
-                            description=synth.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = commands.add_parser(
+        "synth",
+        help="render a synthetic photo -> dancing anime set with Ray",
+        description=synth.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     synth.add_arguments(p)
     p.set_defaults(func=synth.run)
 
-    p = commands.add_parser("validate", help="check every row; report and quarantine bad ones",
-                            description=_validate_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = commands.add_parser(
+        "validate",
+        help="check every row; report and quarantine bad ones",
+        description=_validate_doc(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("root", help="dataset folder (metadata.csv or metadata.parquet + media)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any row is quarantined")
     _shape_arguments(p)
-    p.add_argument("--model", default="embedded",
-                   help="model whose tokenizer bounds prompt length (embedded, a spec name or a directory; default embedded)")
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="model whose tokenizer bounds prompt length (embedded, a spec name or a directory; default embedded)",
+    )
     p.add_argument("--model-spec", default=None, help="spec of --model DIR when it cannot be recognised")
     p.add_argument("--no-token-check", action="store_true", help="skip the prompt-length check (no model needed)")
     p.add_argument("--report", default=None, help="write the full JSON report here")
@@ -49,8 +64,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=run_split)
 
-    p = commands.add_parser("cache", help="encode a split with the frozen encoders into a Parquet latent cache (Ray)",
-                            description=cache.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = commands.add_parser(
+        "cache",
+        help="encode a split with the frozen encoders into a Parquet latent cache (Ray)",
+        description=cache.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cache.add_arguments(p)
     p.set_defaults(func=cache.run)
 
@@ -89,9 +108,13 @@ def _shape_from(args: argparse.Namespace):
 def run_validate(args: argparse.Namespace) -> int:
     from wanray.datasets.validate import ValidationConfig, validate, write_quarantine, write_report
 
-    config = ValidationConfig(root=Path(args.root), shape=_shape_from(args),
-                              model=None if args.no_token_check else args.model, model_spec=args.model_spec,
-                              workers=args.workers)
+    config = ValidationConfig(
+        root=Path(args.root),
+        shape=_shape_from(args),
+        model=None if args.no_token_check else args.model,
+        model_spec=args.model_spec,
+        workers=args.workers,
+    )
     report = validate(config)
     print(report.table())
     print(report.summary())
@@ -117,8 +140,10 @@ def run_split(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(counts))
     else:
-        print(f"train {counts['train']}  test {counts['test']}  total {counts['total']}"
-              + (f"  (+{unreadable} rows that fail the schema; run `wanray datasets validate`)" if unreadable else ""))
+        print(
+            f"train {counts['train']}  test {counts['test']}  total {counts['total']}"
+            + (f"  (+{unreadable} rows that fail the schema; run `wanray datasets validate`)" if unreadable else "")
+        )
     return 0
 
 

@@ -20,8 +20,17 @@ EXAMPLE_SCENE = "park"
 def example_character():
     from wanray.datasets.character import Character
 
-    return Character(kind="girl", skin="light", hair_colour="brown", hair_style="long", top="dress", top_colour="red",
-                     bottom="skirt", bottom_colour="red", shoes="white")
+    return Character(
+        kind="girl",
+        skin="light",
+        hair_colour="brown",
+        hair_style="long",
+        top="dress",
+        top_colour="red",
+        bottom="skirt",
+        bottom_colour="red",
+        shoes="white",
+    )
 
 
 def example_prompt() -> str:
@@ -37,7 +46,9 @@ def render_example_photo(size: int = 256):
 
     rng = np.random.default_rng([2026, 3])
     layout = sample_layout(EXAMPLE_SCENE, rng)
-    return render_photo(example_character(), skeleton_at(EXAMPLE_DANCE, 0.0), Placement(height=size, width=size), layout, rng)
+    return render_photo(
+        example_character(), skeleton_at(EXAMPLE_DANCE, 0.0), Placement(height=size, width=size), layout, rng
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

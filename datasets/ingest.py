@@ -32,7 +32,15 @@ from typing import Iterator
 
 import numpy as np
 
-from wanray.datasets.schema import IMAGE_COLUMNS, MEDIA_COLUMNS, OPTIONAL_COLUMNS, ManifestRow, RowError, read_manifest, resolve_media
+from wanray.datasets.schema import (
+    IMAGE_COLUMNS,
+    MEDIA_COLUMNS,
+    OPTIONAL_COLUMNS,
+    ManifestRow,
+    RowError,
+    read_manifest,
+    resolve_media,
+)
 from wanray.datasets.shape import VideoShape
 from wanray.datasets.split import check_split, select_split
 
@@ -101,8 +109,12 @@ def entry_table(config: IngestConfig) -> list[dict]:
     rows = select_split(read_manifest(config.root), config.split)
     excluded = [r for r in rows if r.id in config.exclude_ids]
     if excluded:
-        log.info("ingest: leaving out %d %s entr%s listed as quarantined", len(excluded), config.split,
-                 "y" if len(excluded) == 1 else "ies")
+        log.info(
+            "ingest: leaving out %d %s entr%s listed as quarantined",
+            len(excluded),
+            config.split,
+            "y" if len(excluded) == 1 else "ies",
+        )
     table = []
     for row in rows:
         if row.id in config.exclude_ids:
@@ -137,9 +149,17 @@ def build_dataset(config: IngestConfig):
     mixed = tuple(c for c in OPTIONAL_COLUMNS if 0 < sum(e[c] is not None for e in table) < len(table))
     batch_size = config.auto_batch_size(len(table))
     blocks = max(1, -(-len(table) // batch_size))
-    log.info("ingest: %d %s entries of %s, decoded to %dx%d x %d frames at %g fps, %d per task",
-             len(table), config.split, config.root, config.shape.height, config.shape.width, config.shape.frames,
-             config.shape.fps, batch_size)
+    log.info(
+        "ingest: %d %s entries of %s, decoded to %dx%d x %d frames at %g fps, %d per task",
+        len(table),
+        config.split,
+        config.root,
+        config.shape.height,
+        config.shape.width,
+        config.shape.frames,
+        config.shape.fps,
+        batch_size,
+    )
     return ray.data.from_items(table, override_num_blocks=blocks).map_batches(
         decode_batch, fn_kwargs={"shape": config.shape, "mixed": mixed}, batch_size=batch_size, batch_format="numpy"
     )
@@ -158,11 +178,16 @@ def read_split(
     batch_size: int | None = None,
 ):
     """``build_dataset`` with keyword arguments: the rows of one split, decoded to the given shape."""
-    return build_dataset(IngestConfig(
-        root=Path(root), split=split, shape=VideoShape(height=height, width=width, frames=frames, fps=fps),
-        media=tuple(media), exclude_ids=quarantined_ids(exclude_report) if exclude_report else frozenset(),
-        batch_size=batch_size,
-    ))
+    return build_dataset(
+        IngestConfig(
+            root=Path(root),
+            split=split,
+            shape=VideoShape(height=height, width=width, frames=frames, fps=fps),
+            media=tuple(media),
+            exclude_ids=quarantined_ids(exclude_report) if exclude_report else frozenset(),
+            batch_size=batch_size,
+        )
+    )
 
 
 # -- decoding (runs in Ray tasks) --
@@ -214,6 +239,7 @@ def _read_video(path: str, shape: VideoShape) -> np.ndarray:
             f"the job needs {shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), "
             f"i.e. {indices[-1] + 1} source frames"
         )
+
     def fitted(frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == (shape.height, shape.width):
             return frame  # what fit() would return, without the round trip through PIL
@@ -226,7 +252,10 @@ def decode_batch(batch: dict[str, np.ndarray], shape: VideoShape, mixed: tuple[s
     """``map_batches`` function: a batch of entries (paths) -> a batch of decoded rows (arrays)."""
     n = len(batch["id"])
     rows = [decode_entry({k: _plain(v[i]) for k, v in batch.items()}, shape) for i in range(n)]
-    out: dict[str, np.ndarray] = {"id": np.array([r["id"] for r in rows]), "prompt": np.array([r["prompt"] for r in rows])}
+    out: dict[str, np.ndarray] = {
+        "id": np.array([r["id"] for r in rows]),
+        "prompt": np.array([r["prompt"] for r in rows]),
+    }
     for column in MEDIA_COLUMNS:
         values = [r[column] for r in rows]
         if all(v is not None for v in values):

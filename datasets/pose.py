@@ -24,18 +24,64 @@ from PIL import Image, ImageDraw
 # -- OpenPose (COCO-18) convention --
 
 KEYPOINTS = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
 )
 # 0-based pairs; the first 17 of OpenPose's limbSeq (the two shoulder-ear links are not drawn).
 LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+    (1, 2),
+    (1, 5),
+    (2, 3),
+    (3, 4),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
 )
 COLORS = (
-    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
-    (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
-    (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+    (255, 0, 0),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 255, 0),
+    (170, 255, 0),
+    (85, 255, 0),
+    (0, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 255, 255),
+    (0, 170, 255),
+    (0, 85, 255),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (255, 0, 255),
+    (255, 0, 170),
+    (255, 0, 85),
 )
 # Joints used for drawing the character, after the 18 keypoints.
 HEAD, PELVIS = 18, 19
@@ -87,7 +133,9 @@ def _wave(p: float) -> PoseParams:
 
 def _twist(p: float) -> PoseParams:
     s = math.sin(p)
-    arms = dict(r_upper=(0.55, 0.25), l_upper=(0.55, 0.25), r_fore=(-1.1 + 0.25 * s, 0.35), l_fore=(-1.1 - 0.25 * s, 0.35))
+    arms = dict(
+        r_upper=(0.55, 0.25), l_upper=(0.55, 0.25), r_fore=(-1.1 + 0.25 * s, 0.35), l_fore=(-1.1 - 0.25 * s, 0.35)
+    )
     knees = dict(r_thigh=(0.06, 0.4), l_thigh=(0.06, 0.4), r_shin=(0.02, -0.4), l_shin=(0.02, -0.4))
     return replace(REST, yaw_upper=0.55 * s, yaw_lower=-0.4 * s, **arms, **knees)
 
@@ -96,8 +144,13 @@ def _robot(p: float) -> PoseParams:
     q = _smooth_square(math.sin(p))
     half = math.pi / 2
     return replace(
-        REST, r_upper=(half, 0.0), l_upper=(half, 0.0), r_fore=(half + half * q, 0.0), l_fore=(half - half * q, 0.0),
-        head_tilt=0.12 * q, yaw_upper=0.2 * q,
+        REST,
+        r_upper=(half, 0.0),
+        l_upper=(half, 0.0),
+        r_fore=(half + half * q, 0.0),
+        l_fore=(half - half * q, 0.0),
+        head_tilt=0.12 * q,
+        yaw_upper=0.2 * q,
     )
 
 
@@ -106,16 +159,29 @@ def _jump(p: float) -> PoseParams:
     air, crouch = max(0.0, s), max(0.0, -s)
     arm = 0.3 + 2.4 * air
     return replace(
-        REST, lift=0.10 * air, r_upper=(arm, 0.0), l_upper=(arm, 0.0), r_fore=(arm + 0.2, 0.0), l_fore=(arm + 0.2, 0.0),
-        r_thigh=(0.05 + 0.15 * air, 0.55 * crouch), l_thigh=(0.05 + 0.15 * air, 0.55 * crouch),
-        r_shin=(0.05 + 0.1 * air, -0.55 * crouch), l_shin=(0.05 + 0.1 * air, -0.55 * crouch),
+        REST,
+        lift=0.10 * air,
+        r_upper=(arm, 0.0),
+        l_upper=(arm, 0.0),
+        r_fore=(arm + 0.2, 0.0),
+        l_fore=(arm + 0.2, 0.0),
+        r_thigh=(0.05 + 0.15 * air, 0.55 * crouch),
+        l_thigh=(0.05 + 0.15 * air, 0.55 * crouch),
+        r_shin=(0.05 + 0.1 * air, -0.55 * crouch),
+        l_shin=(0.05 + 0.1 * air, -0.55 * crouch),
     )
 
 
 def _sway(p: float) -> PoseParams:
     s = math.sin(p)
     return replace(
-        REST, lean=0.2 * s, dx=0.05 * s, r_upper=(2.55, 0.0), l_upper=(2.55, 0.0), r_fore=(2.95, 0.0), l_fore=(2.95, 0.0),
+        REST,
+        lean=0.2 * s,
+        dx=0.05 * s,
+        r_upper=(2.55, 0.0),
+        l_upper=(2.55, 0.0),
+        r_fore=(2.95, 0.0),
+        l_fore=(2.95, 0.0),
         head_tilt=0.1 * s,
     )
 
@@ -123,16 +189,28 @@ def _sway(p: float) -> PoseParams:
 def _march(p: float) -> PoseParams:
     s = math.sin(p)
     return replace(
-        REST, lift=0.0,
-        l_thigh=(0.03, 1.1 * max(0.0, s)), l_shin=(0.03, -0.15 * max(0.0, s)),
-        r_thigh=(0.03, 1.1 * max(0.0, -s)), r_shin=(0.03, -0.15 * max(0.0, -s)),
-        r_upper=(0.15, 0.6 * s), r_fore=(0.12, 0.6 * s + 0.35), l_upper=(0.15, -0.6 * s), l_fore=(0.12, -0.6 * s + 0.35),
+        REST,
+        lift=0.0,
+        l_thigh=(0.03, 1.1 * max(0.0, s)),
+        l_shin=(0.03, -0.15 * max(0.0, s)),
+        r_thigh=(0.03, 1.1 * max(0.0, -s)),
+        r_shin=(0.03, -0.15 * max(0.0, -s)),
+        r_upper=(0.15, 0.6 * s),
+        r_fore=(0.12, 0.6 * s + 0.35),
+        l_upper=(0.15, -0.6 * s),
+        l_fore=(0.12, -0.6 * s + 0.35),
     )
 
 
 def _spin(p: float) -> PoseParams:
     return replace(
-        REST, yaw_upper=p, yaw_lower=p, r_upper=(1.25, 0.0), l_upper=(1.25, 0.0), r_fore=(1.5, 0.0), l_fore=(1.5, 0.0),
+        REST,
+        yaw_upper=p,
+        yaw_lower=p,
+        r_upper=(1.25, 0.0),
+        l_upper=(1.25, 0.0),
+        r_fore=(1.5, 0.0),
+        l_fore=(1.5, 0.0),
     )
 
 
@@ -217,8 +295,13 @@ class Skeleton:
 _PELVIS0 = np.array([0.0, PELVIS_Y, 0.0])
 _NECK0 = np.array([0.0, NECK_Y, 0.0])
 _HEAD0 = np.array([0.0, HEAD_ABOVE_NECK, 0.0])
-FACE_POINTS = {"nose": (0.0, -0.02, 0.075), "r_eye": (-0.028, 0.005, 0.065), "l_eye": (0.028, 0.005, 0.065),
-               "r_ear": (-0.07, 0.0, 0.0), "l_ear": (0.07, 0.0, 0.0)}
+FACE_POINTS = {
+    "nose": (0.0, -0.02, 0.075),
+    "r_eye": (-0.028, 0.005, 0.065),
+    "l_eye": (0.028, 0.005, 0.065),
+    "r_ear": (-0.07, 0.0, 0.0),
+    "l_ear": (0.07, 0.0, 0.0),
+}
 
 
 def skeleton_from(params: PoseParams) -> Skeleton:
@@ -251,8 +334,14 @@ def skeleton_from(params: PoseParams) -> Skeleton:
     lowest = min(joints[J["r_ankle"], 1], joints[J["l_ankle"], 1])
     offset = np.array([params.dx, ANKLE_Y + params.lift - lowest, 0.0])
     return Skeleton(
-        joints=joints + offset, visible=_visible(params), yaw_upper=params.yaw_upper, yaw_lower=params.yaw_lower,
-        upper_rot=upper_rot, lower_rot=lower_rot, head_rot=head_rot, offset=offset,
+        joints=joints + offset,
+        visible=_visible(params),
+        yaw_upper=params.yaw_upper,
+        yaw_lower=params.yaw_lower,
+        upper_rot=upper_rot,
+        lower_rot=lower_rot,
+        head_rot=head_rot,
+        offset=offset,
     )
 
 
@@ -353,4 +442,6 @@ def render_pose_video(
     """The OpenPose skeleton video of ``dance``: ``frames`` frames at ``fps`` (frame i shows t = i / fps)."""
     get_dance(dance)
     placement = Placement(height=height, width=width, scale=scale, x_offset=x_offset)
-    return [draw_openpose(keypoints_px(skeleton_at(dance, t), placement), height, width) for t in frame_times(frames, fps)]
+    return [
+        draw_openpose(keypoints_px(skeleton_at(dance, t), placement), height, width) for t in frame_times(frames, fps)
+    ]

@@ -32,8 +32,12 @@ class Capsule:
 
     def bbox(self):
         r = max(self.r0, self.r1 if self.r1 is not None else self.r0)
-        return (min(self.a[0], self.b[0]) - r, min(self.a[1], self.b[1]) - r,
-                max(self.a[0], self.b[0]) + r, max(self.a[1], self.b[1]) + r)
+        return (
+            min(self.a[0], self.b[0]) - r,
+            min(self.a[1], self.b[1]) - r,
+            max(self.a[0], self.b[0]) + r,
+            max(self.a[1], self.b[1]) + r,
+        )
 
     def sdf(self, px, py):
         # Python floats keep the float32 pixel grids in float32 (numpy scalars would upcast to float64)

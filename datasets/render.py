@@ -38,7 +38,11 @@ def character_parts(sk: Skeleton, ch: Character, pl: Placement, anime: bool) -> 
     pts = pl.project(sk.joints)
     z = sk.joints[:, 2]
     skin, hair = _rgb(SKIN[ch.skin]), _rgb(HAIR_COLOURS[ch.hair_colour])
-    top, bottom, shoe = _rgb(CLOTH_COLOURS[ch.top_colour]), _rgb(CLOTH_COLOURS[ch.bottom_colour]), _rgb(SHOE_COLOURS[ch.shoes])
+    top, bottom, shoe = (
+        _rgb(CLOTH_COLOURS[ch.top_colour]),
+        _rgb(CLOTH_COLOURS[ch.bottom_colour]),
+        _rgb(SHOE_COLOURS[ch.shoes]),
+    )
     parts: list[Part] = []
 
     def p2(points3) -> np.ndarray:
@@ -53,10 +57,24 @@ def character_parts(sk: Skeleton, ch: Character, pl: Placement, anime: bool) -> 
         legs = [Capsule(hip, knee, 0.045 * u, 0.036 * u), Capsule(knee, ankle, 0.034 * u, 0.027 * u)]
         parts.append(Part(f"{prefix}_leg", legs, bottom if trousers else skin, "cloth" if trousers else "skin", depth))
         if ch.top != "dress" and ch.bottom == "shorts":
-            parts.append(Part(f"{prefix}_shorts", [Capsule(hip, hip + 0.55 * (knee - hip), 0.05 * u, 0.045 * u)],
-                              bottom, "cloth", depth + 0.001))
-        parts.append(Part(f"{prefix}_shoe", [Ellipse(ankle + np.array([0, 0.012 * u]), 0.042 * u, 0.026 * u)],
-                          shoe, "shoe", depth + 0.002))
+            parts.append(
+                Part(
+                    f"{prefix}_shorts",
+                    [Capsule(hip, hip + 0.55 * (knee - hip), 0.05 * u, 0.045 * u)],
+                    bottom,
+                    "cloth",
+                    depth + 0.001,
+                )
+            )
+        parts.append(
+            Part(
+                f"{prefix}_shoe",
+                [Ellipse(ankle + np.array([0, 0.012 * u]), 0.042 * u, 0.026 * u)],
+                shoe,
+                "shoe",
+                depth + 0.002,
+            )
+        )
     if ch.top != "dress" and ch.bottom in ("trousers", "shorts"):
         ring = [(sx * 0.07, PELVIS_Y + 0.04, sz * 0.045) for sx in (-1, 1) for sz in (-1, 1)]
         ring += [(sx * 0.07, PELVIS_Y - 0.055, sz * 0.04) for sx in (-1, 1) for sz in (-1, 1)]
@@ -90,14 +108,23 @@ def character_parts(sk: Skeleton, ch: Character, pl: Placement, anime: bool) -> 
             parts.append(Part(f"{prefix}_arm", [upper, fore], top, "cloth", depth + 0.001))
         else:
             parts.append(Part(f"{prefix}_arm", [upper, fore, hand], skin, "skin", depth))
-            parts.append(Part(f"{prefix}_sleeve", [Capsule(sh, sh + 0.5 * (el - sh), 0.037 * u, 0.034 * u)],
-                              top, "cloth", depth + 0.001))
+            parts.append(
+                Part(
+                    f"{prefix}_sleeve",
+                    [Capsule(sh, sh + 0.5 * (el - sh), 0.037 * u, 0.034 * u)],
+                    top,
+                    "cloth",
+                    depth + 0.001,
+                )
+            )
 
     parts += _head_parts(sk, ch, pl, anime, skin, hair)
     return sorted(parts, key=lambda p: p.depth)
 
 
-def _head_parts(sk: Skeleton, ch: Character, pl: Placement, anime: bool, skin: np.ndarray, hair: np.ndarray) -> list[Part]:
+def _head_parts(
+    sk: Skeleton, ch: Character, pl: Placement, anime: bool, skin: np.ndarray, hair: np.ndarray
+) -> list[Part]:
     u = pl.pixels_per_unit
     k = ANIME_HEAD if anime else 1.0
 
@@ -124,8 +151,10 @@ def _head_parts(sk: Skeleton, ch: Character, pl: Placement, anime: bool, skin: n
     elif style == "ponytail":
         back = [Capsule(at([0.05, 0.05, -0.05]), at([0.11, -0.13, -0.05]), 0.03 * u * k, 0.017 * u * k)]
     elif style == "twin tails":
-        back = [Capsule(at([s * 0.065, 0.03, -0.02]), at([s * 0.12, -0.17, -0.03]), 0.032 * u * k, 0.02 * u * k)
-                for s in (-1, 1)]
+        back = [
+            Capsule(at([s * 0.065, 0.03, -0.02]), at([s * 0.12, -0.17, -0.03]), 0.032 * u * k, 0.02 * u * k)
+            for s in (-1, 1)
+        ]
     if back:
         clip = None
         if style == "bob":  # cut straight at the chin
@@ -157,27 +186,98 @@ def _face_parts(at, u, squeeze, angle, ch, anime, skin, hair, head_z) -> list[Pa
     for s in (-1, 1):
         if anime:
             c = at([s * 0.03, -0.004, 0.066])
-            iris = np.clip(hair * 0.6 + np.array([0.1, 0.08, 0.12]), 0, 1) if ch.hair_colour != "black" else _rgb((70, 50, 40))
+            iris = (
+                np.clip(hair * 0.6 + np.array([0.1, 0.08, 0.12]), 0, 1)
+                if ch.hair_colour != "black"
+                else _rgb((70, 50, 40))
+            )
             parts += [
                 Part("eye", [Ellipse(c, 0.016 * u * squeeze, 0.02 * u, angle)], _rgb((250, 250, 252)), "eye", z),
-                Part("iris", [Ellipse(c + np.array([0, 0.003 * u]), 0.011 * u * squeeze, 0.016 * u, angle)], iris, "iris", z + 0.001, outline=False),
-                Part("pupil", [Ellipse(c + np.array([0, 0.004 * u]), 0.005 * u * squeeze, 0.008 * u, angle)], _rgb((20, 16, 24)), "pupil", z + 0.002, outline=False),
-                Part("glint", [Ellipse(c + np.array([-0.004 * u, -0.005 * u]), 0.0045 * u, 0.0045 * u)], _rgb((255, 255, 255)), "glint", z + 0.003, outline=False),
-                Part("lash", [Capsule(c + np.array([-0.018 * u * squeeze, -0.016 * u]), c + np.array([0.018 * u * squeeze, -0.021 * u]), 0.0045 * u)],
-                     LINE, "lash", z + 0.004, outline=False),
+                Part(
+                    "iris",
+                    [Ellipse(c + np.array([0, 0.003 * u]), 0.011 * u * squeeze, 0.016 * u, angle)],
+                    iris,
+                    "iris",
+                    z + 0.001,
+                    outline=False,
+                ),
+                Part(
+                    "pupil",
+                    [Ellipse(c + np.array([0, 0.004 * u]), 0.005 * u * squeeze, 0.008 * u, angle)],
+                    _rgb((20, 16, 24)),
+                    "pupil",
+                    z + 0.002,
+                    outline=False,
+                ),
+                Part(
+                    "glint",
+                    [Ellipse(c + np.array([-0.004 * u, -0.005 * u]), 0.0045 * u, 0.0045 * u)],
+                    _rgb((255, 255, 255)),
+                    "glint",
+                    z + 0.003,
+                    outline=False,
+                ),
+                Part(
+                    "lash",
+                    [
+                        Capsule(
+                            c + np.array([-0.018 * u * squeeze, -0.016 * u]),
+                            c + np.array([0.018 * u * squeeze, -0.021 * u]),
+                            0.0045 * u,
+                        )
+                    ],
+                    LINE,
+                    "lash",
+                    z + 0.004,
+                    outline=False,
+                ),
             ]
         else:
             c = at([s * 0.028, 0.004, 0.066])
             parts += [
-                Part("eye", [Ellipse(c, 0.012 * u * squeeze, 0.0065 * u, angle)], _rgb((236, 232, 226)), "eye", z, outline=False),
-                Part("iris", [Ellipse(c, 0.0062 * u * squeeze, 0.0062 * u, angle)], _rgb((60, 42, 30)), "iris", z + 0.001, outline=False),
-                Part("brow", [Capsule(c + np.array([-0.012 * u * squeeze, -0.018 * u]), c + np.array([0.012 * u * squeeze, -0.02 * u]), 0.003 * u)],
-                     hair * 0.7, "hair", z + 0.002, outline=False),
+                Part(
+                    "eye",
+                    [Ellipse(c, 0.012 * u * squeeze, 0.0065 * u, angle)],
+                    _rgb((236, 232, 226)),
+                    "eye",
+                    z,
+                    outline=False,
+                ),
+                Part(
+                    "iris",
+                    [Ellipse(c, 0.0062 * u * squeeze, 0.0062 * u, angle)],
+                    _rgb((60, 42, 30)),
+                    "iris",
+                    z + 0.001,
+                    outline=False,
+                ),
+                Part(
+                    "brow",
+                    [
+                        Capsule(
+                            c + np.array([-0.012 * u * squeeze, -0.018 * u]),
+                            c + np.array([0.012 * u * squeeze, -0.02 * u]),
+                            0.003 * u,
+                        )
+                    ],
+                    hair * 0.7,
+                    "hair",
+                    z + 0.002,
+                    outline=False,
+                ),
             ]
     mouth = at([0, -0.045, 0.07])
     lips = _rgb((150, 60, 60)) if anime else np.clip(skin * 0.7 + _rgb((60, 10, 10)), 0, 1)
-    parts.append(Part("mouth", [Capsule(mouth - np.array([0.01 * u * squeeze, 0]), mouth + np.array([0.01 * u * squeeze, 0]), 0.003 * u)],
-                      lips, "mouth", z + 0.001, outline=False))
+    parts.append(
+        Part(
+            "mouth",
+            [Capsule(mouth - np.array([0.01 * u * squeeze, 0]), mouth + np.array([0.01 * u * squeeze, 0]), 0.003 * u)],
+            lips,
+            "mouth",
+            z + 0.001,
+            outline=False,
+        )
+    )
     return parts
 
 
@@ -194,7 +294,15 @@ def anime_shader(line_width: float):
     def shade(part: Part, sd, nx, ny, px, py):
         base = part.color
         col = np.broadcast_to(base, sd.shape + (3,)).copy()
-        if part.material not in FLAT and part.material not in ("wall", "floor", "grass", "sea", "sand", "street", "building"):
+        if part.material not in FLAT and part.material not in (
+            "wall",
+            "floor",
+            "grass",
+            "sea",
+            "sand",
+            "street",
+            "building",
+        ):
             ndl = nx * ANIME_LIGHT[0] + ny * ANIME_LIGHT[1] + _normal_z(nx, ny) * ANIME_LIGHT[2]
             shadow = base * np.array([0.72, 0.7, 0.8], dtype=np.float32)
             col = np.where((ndl < 0.12)[..., None], shadow, col)
@@ -274,10 +382,22 @@ class PhotoLook:
 
 
 BACKGROUND_TEXTURE = {  # material -> (texture amount, texture field)
-    "sky": (0.02, "blotch"), "sky_low": (0.02, "blotch"), "wall": (0.05, "blotch"), "floor": (0.12, "strands"),
-    "grass": (0.18, "fine"), "leaves": (0.25, "fine"), "bark": (0.2, "strands"), "cloud": (0.05, "blotch"),
-    "sea": (0.15, "folds"), "sand": (0.1, "fine"), "sun": (0.0, "fine"), "street": (0.12, "fine"),
-    "building": (0.08, "blotch"), "window": (0.05, "fine"), "window_off": (0.05, "fine"), "wood": (0.15, "strands"),
+    "sky": (0.02, "blotch"),
+    "sky_low": (0.02, "blotch"),
+    "wall": (0.05, "blotch"),
+    "floor": (0.12, "strands"),
+    "grass": (0.18, "fine"),
+    "leaves": (0.25, "fine"),
+    "bark": (0.2, "strands"),
+    "cloud": (0.05, "blotch"),
+    "sea": (0.15, "folds"),
+    "sand": (0.1, "fine"),
+    "sun": (0.0, "fine"),
+    "street": (0.12, "fine"),
+    "building": (0.08, "blotch"),
+    "window": (0.05, "fine"),
+    "window_off": (0.05, "fine"),
+    "wood": (0.15, "strands"),
     "paper": (0.03, "fine"),
 }
 
@@ -301,7 +421,9 @@ def _to_image(canvas: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def _ground_shadow(canvas: np.ndarray, painter: Painter, sk: Skeleton, pl: Placement, strength: float, soft: float) -> None:
+def _ground_shadow(
+    canvas: np.ndarray, painter: Painter, sk: Skeleton, pl: Placement, strength: float, soft: float
+) -> None:
     """Darken an ellipse on the floor under the feet (smaller while jumping)."""
     u = pl.pixels_per_unit
     feet = pl.project(sk.joints[[J["r_ankle"], J["l_ankle"]]])
@@ -321,7 +443,9 @@ def _ground_shadow(canvas: np.ndarray, painter: Painter, sk: Skeleton, pl: Place
 # -- whole frames --
 
 
-def render_photo(ch: Character, sk: Skeleton, pl: Placement, layout: SceneLayout, rng: np.random.Generator) -> Image.Image:
+def render_photo(
+    ch: Character, sk: Skeleton, pl: Placement, layout: SceneLayout, rng: np.random.Generator
+) -> Image.Image:
     """A photo-like still: textured, lit background (slightly out of focus), shaded character, sensor noise."""
     H, W = pl.height, pl.width
     look = PhotoLook(rng, H, W)
@@ -350,7 +474,9 @@ def line_width(height: int, width: int) -> float:
     return max(0.8, min(height, width) / 128)
 
 
-def render_anime_frame(ch: Character, sk: Skeleton, pl: Placement, background: np.ndarray, painter: Painter | None = None) -> Image.Image:
+def render_anime_frame(
+    ch: Character, sk: Skeleton, pl: Placement, background: np.ndarray, painter: Painter | None = None
+) -> Image.Image:
     painter = painter or Painter(pl.height, pl.width)
     canvas = background.copy()
     _ground_shadow(canvas, painter, sk, pl, strength=0.3, soft=0.5)

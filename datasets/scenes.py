@@ -15,14 +15,37 @@ from wanray.datasets.raster import Ellipse, Part, Polygon
 SCENES = ("studio", "park", "beach", "city")
 
 PALETTES = {
-    "studio": {"walls": ((176, 190, 206), (216, 204, 184), (178, 196, 170), (196, 186, 214)), "floor": (142, 112, 86),
-               "picture": (236, 226, 200), "frame": (92, 64, 44)},
-    "park": {"sky": (126, 190, 238), "sky_low": (186, 222, 244), "grass": (98, 170, 78), "trunk": (112, 80, 54),
-             "crown": (62, 140, 72), "cloud": (250, 250, 250)},
-    "beach": {"sky": (110, 184, 240), "sky_low": (176, 218, 246), "sea": (36, 126, 188), "foam": (235, 245, 250),
-              "sand": (232, 212, 164), "sun": (255, 236, 150), "cloud": (250, 250, 250)},
-    "city": {"sky": (36, 36, 80), "sky_low": (96, 64, 120), "buildings": ((58, 60, 92), (72, 70, 104), (50, 56, 80)),
-             "window": (250, 222, 120), "window_off": (40, 44, 66), "street": (72, 72, 80)},
+    "studio": {
+        "walls": ((176, 190, 206), (216, 204, 184), (178, 196, 170), (196, 186, 214)),
+        "floor": (142, 112, 86),
+        "picture": (236, 226, 200),
+        "frame": (92, 64, 44),
+    },
+    "park": {
+        "sky": (126, 190, 238),
+        "sky_low": (186, 222, 244),
+        "grass": (98, 170, 78),
+        "trunk": (112, 80, 54),
+        "crown": (62, 140, 72),
+        "cloud": (250, 250, 250),
+    },
+    "beach": {
+        "sky": (110, 184, 240),
+        "sky_low": (176, 218, 246),
+        "sea": (36, 126, 188),
+        "foam": (235, 245, 250),
+        "sand": (232, 212, 164),
+        "sun": (255, 236, 150),
+        "cloud": (250, 250, 250),
+    },
+    "city": {
+        "sky": (36, 36, 80),
+        "sky_low": (96, 64, 120),
+        "buildings": ((58, 60, 92), (72, 70, 104), (50, 56, 80)),
+        "window": (250, 222, 120),
+        "window_off": (40, 44, 66),
+        "street": (72, 72, 80),
+    },
 }
 HORIZON = {"studio": 0.78, "park": 0.60, "beach": 0.64, "city": 0.80}  # where the floor / ground begins
 SEA_TOP = 0.50
@@ -48,9 +71,20 @@ def sample_layout(name: str, rng: np.random.Generator) -> SceneLayout:
             objects.append(("picture", float(rng.choice([0.18, 0.82])), 0.30, 0.18, 0.14, 0))
     elif name == "park":
         for x in (rng.uniform(0.04, 0.28), rng.uniform(0.72, 0.96)):
-            objects.append(("tree", float(x), HORIZON["park"], float(rng.uniform(0.12, 0.17)), float(rng.uniform(0.28, 0.38)), 0))
+            objects.append(
+                ("tree", float(x), HORIZON["park"], float(rng.uniform(0.12, 0.17)), float(rng.uniform(0.28, 0.38)), 0)
+            )
         for _ in range(int(rng.integers(1, 3))):
-            objects.append(("cloud", float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.08, 0.24)), float(rng.uniform(0.16, 0.26)), 0.07, 0))
+            objects.append(
+                (
+                    "cloud",
+                    float(rng.uniform(0.1, 0.9)),
+                    float(rng.uniform(0.08, 0.24)),
+                    float(rng.uniform(0.16, 0.26)),
+                    0.07,
+                    0,
+                )
+            )
     elif name == "beach":
         objects.append(("sun", float(rng.choice([0.2, 0.8]) + rng.uniform(-0.08, 0.08)), 0.16, 0.07, 0.07, 0))
         if rng.random() < 0.5:
@@ -83,8 +117,16 @@ def scene_parts(layout: SceneLayout, height: int, width: int) -> list[Part]:
     parts: list[Part] = []
 
     def add(name, shape, color, material, outline=True):
-        parts.append(Part(name, [shape] if not isinstance(shape, list) else shape, _rgb(color), material,
-                          depth=len(parts), outline=outline))
+        parts.append(
+            Part(
+                name,
+                [shape] if not isinstance(shape, list) else shape,
+                _rgb(color),
+                material,
+                depth=len(parts),
+                outline=outline,
+            )
+        )
 
     if layout.name == "studio":
         add("wall", _rect(-pad, -pad, W + pad, horizon), pal["walls"][layout.variant], "wall")
@@ -98,10 +140,22 @@ def scene_parts(layout: SceneLayout, height: int, width: int) -> list[Part]:
         if kind == "picture":
             add("frame", _rect(cx - sw / 2, cy - sh / 2, cx + sw / 2, cy + sh / 2), pal["frame"], "wood")
             m = 0.18 * sh
-            add("picture", _rect(cx - sw / 2 + m, cy - sh / 2 + m, cx + sw / 2 - m, cy + sh / 2 - m), pal["picture"], "paper")
+            add(
+                "picture",
+                _rect(cx - sw / 2 + m, cy - sh / 2 + m, cx + sw / 2 - m, cy + sh / 2 - m),
+                pal["picture"],
+                "paper",
+            )
         elif kind == "cloud":
-            add("cloud", [Ellipse(np.array([cx + dx * sw, cy + dy * sh]), r * sw, r * sw * 0.6)
-                          for dx, dy, r in ((-0.25, 0.1, 0.3), (0.05, -0.15, 0.35), (0.3, 0.1, 0.28))], pal["cloud"], "cloud")
+            add(
+                "cloud",
+                [
+                    Ellipse(np.array([cx + dx * sw, cy + dy * sh]), r * sw, r * sw * 0.6)
+                    for dx, dy, r in ((-0.25, 0.1, 0.3), (0.05, -0.15, 0.35), (0.3, 0.1, 0.28))
+                ],
+                pal["cloud"],
+                "cloud",
+            )
         elif kind == "sun":
             add("sun", Ellipse(np.array([cx, cy]), sw, sw), pal["sun"], "sun")
         elif kind == "building":
@@ -128,6 +182,11 @@ def scene_parts(layout: SceneLayout, height: int, width: int) -> list[Part]:
                     lit = rng.random() < 0.55
                     x0 = (x + (c + 0.3) * w / cols) * W
                     y0 = (y + (r + 0.3) * h / rows) * H
-                    add("window", _rect(x0, y0, x0 + 0.4 * w / cols * W, y0 + 0.4 * h / rows * H),
-                        pal["window"] if lit else pal["window_off"], "window" if lit else "window_off", outline=False)
+                    add(
+                        "window",
+                        _rect(x0, y0, x0 + 0.4 * w / cols * W, y0 + 0.4 * h / rows * H),
+                        pal["window"] if lit else pal["window_off"],
+                        "window" if lit else "window_off",
+                        outline=False,
+                    )
     return parts

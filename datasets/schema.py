@@ -101,7 +101,8 @@ def read_records(root: Path | str) -> tuple[Path, list[tuple[int, dict[str, str]
                     record = dict(zip(header, cells))
                     if len(cells) != len(header):
                         record[ROW_PROBLEM] = (
-                            f"{len(cells)} cells but the header has {len(header)} columns (quote cells that contain commas)"
+                            f"{len(cells)} cells but the header has {len(header)} columns "
+                            "(quote cells that contain commas)"
                         )
                     records.append((reader.line_num, record))
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:

@@ -107,13 +107,23 @@ class EntryPlan:
     def files(self) -> dict[str, str]:
         """Manifest column -> path relative to the dataset root."""
         pose = f"poses/{self.id}.mp4"
-        return {"video": f"videos/{self.id}.mp4", "input_image": f"photos/{self.id}.png", "control_video": pose,
-                "vace_video": pose}
+        return {
+            "video": f"videos/{self.id}.mp4",
+            "input_image": f"photos/{self.id}.png",
+            "control_video": pose,
+            "vace_video": pose,
+        }
 
     def record(self) -> dict[str, str]:
         """The manifest row (DiffSynth columns, plus dance, scene and the attributes as JSON)."""
-        return {"id": self.id, "prompt": self.prompt, **self.files(), "dance": self.dance, "scene": self.scene,
-                "attributes": json.dumps(self.character.as_dict(), sort_keys=True)}
+        return {
+            "id": self.id,
+            "prompt": self.prompt,
+            **self.files(),
+            "dance": self.dance,
+            "scene": self.scene,
+            "attributes": json.dumps(self.character.as_dict(), sort_keys=True),
+        }
 
 
 def plan_entry(config: SynthConfig, index: int) -> EntryPlan:
@@ -122,10 +132,19 @@ def plan_entry(config: SynthConfig, index: int) -> EntryPlan:
     dance = str(rng.choice(config.dances))
     scene = str(rng.choice(config.scenes))
     layout = sample_layout(scene, rng)
-    placement = Placement(height=config.height, width=config.width, scale=float(rng.choice(SCALES)),
-                          x_offset=float(rng.choice(X_OFFSETS)))
-    return EntryPlan(index=index, id=entry_id(config.seed, index), character=character, dance=dance, scene=scene,
-                     layout=layout, placement=placement, photo_seed=(config.seed, index, 1))
+    placement = Placement(
+        height=config.height, width=config.width, scale=float(rng.choice(SCALES)), x_offset=float(rng.choice(X_OFFSETS))
+    )
+    return EntryPlan(
+        index=index,
+        id=entry_id(config.seed, index),
+        character=character,
+        dance=dance,
+        scene=scene,
+        layout=layout,
+        placement=placement,
+        photo_seed=(config.seed, index, 1),
+    )
 
 
 def render_entry(config: SynthConfig, plan: EntryPlan) -> dict[str, str]:
@@ -139,11 +158,15 @@ def render_entry(config: SynthConfig, plan: EntryPlan) -> dict[str, str]:
     if config.resume and all(p.is_file() for p in paths.values()):
         return plan.record()
     pl = plan.placement
-    photo = render_photo(plan.character, skeleton_at(plan.dance, 0.0), pl, plan.layout, np.random.default_rng(plan.photo_seed))
+    photo = render_photo(
+        plan.character, skeleton_at(plan.dance, 0.0), pl, plan.layout, np.random.default_rng(plan.photo_seed)
+    )
     _atomic(paths["input_image"], lambda tmp: photo.save(tmp, format="PNG"))
     anime = render_anime_frames(plan.character, plan.dance, pl, plan.layout, config.frames, config.fps)
     _atomic(paths["video"], lambda tmp: write_mp4(anime, tmp, config.fps))
-    pose = render_pose_video(plan.dance, pl.height, pl.width, config.frames, config.fps, scale=pl.scale, x_offset=pl.x_offset)
+    pose = render_pose_video(
+        plan.dance, pl.height, pl.width, config.frames, config.fps, scale=pl.scale, x_offset=pl.x_offset
+    )
     _atomic(paths["control_video"], lambda tmp: write_mp4(pose, tmp, config.fps))
     return plan.record()
 
@@ -173,7 +196,9 @@ def generate(config: SynthConfig, address: str | None = None) -> Path:
 
     out = Path(config.out)
     if (out / "metadata.csv").exists() and not config.resume:
-        raise ValueError(f"{out} already holds a dataset (metadata.csv); pass --resume to complete it or pick a new --out")
+        raise ValueError(
+            f"{out} already holds a dataset (metadata.csv); pass --resume to complete it or pick a new --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "synth.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     if not ray.is_initialized():
@@ -208,20 +233,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=128, help="frame width, even (default 128)")
     p.add_argument("--frames", type=int, default=81, help="frames per video (default 81: 5.4 s at 15 fps)")
     p.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
-    p.add_argument("--dance", action="append", choices=DANCE_NAMES, default=None,
-                   help="only these dances (repeat the flag; default: all of " + ", ".join(DANCE_NAMES) + ")")
-    p.add_argument("--scene", action="append", choices=SCENES, default=None,
-                   help="only these scenes (repeat the flag; default: all)")
+    p.add_argument(
+        "--dance",
+        action="append",
+        choices=DANCE_NAMES,
+        default=None,
+        help="only these dances (repeat the flag; default: all of " + ", ".join(DANCE_NAMES) + ")",
+    )
+    p.add_argument(
+        "--scene",
+        action="append",
+        choices=SCENES,
+        default=None,
+        help="only these scenes (repeat the flag; default: all)",
+    )
     p.add_argument("--entries-per-task", type=int, default=4, help="entries rendered by one Ray task (default 4)")
-    p.add_argument("--resume", action="store_true", help="complete an interrupted run: keep finished files, render the rest")
+    p.add_argument(
+        "--resume", action="store_true", help="complete an interrupted run: keep finished files, render the rest"
+    )
     p.add_argument("--address", default=None, help="Ray cluster to use (default: $RAY_ADDRESS, else a local one)")
 
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     return SynthConfig(
-        n=args.n, out=Path(args.out), seed=args.seed, height=args.height, width=args.width, frames=args.frames,
-        fps=args.fps, dances=tuple(args.dance or DANCE_NAMES), scenes=tuple(args.scene or SCENES),
-        entries_per_task=args.entries_per_task, resume=args.resume,
+        n=args.n,
+        out=Path(args.out),
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        frames=args.frames,
+        fps=args.fps,
+        dances=tuple(args.dance or DANCE_NAMES),
+        scenes=tuple(args.scene or SCENES),
+        entries_per_task=args.entries_per_task,
+        resume=args.resume,
     )
 
 
@@ -233,11 +278,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wanray.datasets.synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m wanray.datasets.synth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         return run(args)
     except (ValueError, RuntimeError) as e:

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wanray.datasets.schema import (
-    IMAGE_COLUMNS, VIDEO_COLUMNS, ManifestRow, RowError, duplicate_ids, parse_row, read_records, resolve_media,
+    IMAGE_COLUMNS,
+    ManifestRow,
+    RowError,
+    duplicate_ids,
+    parse_row,
+    read_records,
+    resolve_media,
     write_manifest,
 )
 from wanray.datasets.media import VideoInfo, probe_video
@@ -83,17 +89,26 @@ class ValidationReport:
 
     def to_json(self) -> dict:
         return {
-            "root": self.root, "manifest": self.manifest, "total": self.total, "accepted": self.accepted,
-            "quarantined": self.quarantined, "split": split_counts(self.accepted_ids), "job": self.job,
+            "root": self.root,
+            "manifest": self.manifest,
+            "total": self.total,
+            "accepted": self.accepted,
+            "quarantined": self.quarantined,
+            "split": split_counts(self.accepted_ids),
+            "job": self.job,
             "tokenizer": self.tokenizer,
-            "quarantine": [{"line": p.line, "id": p.id, "reasons": p.reasons, "record": p.record} for p in self.quarantine],
+            "quarantine": [
+                {"line": p.line, "id": p.id, "reasons": p.reasons, "record": p.record} for p in self.quarantine
+            ],
             "accepted_ids": self.accepted_ids,
         }
 
     def summary(self) -> str:
         split = split_counts(self.accepted_ids)
-        return (f"{self.total} rows: {self.accepted} accepted (train {split['train']}, test {split['test']}), "
-                f"{self.quarantined} quarantined")
+        return (
+            f"{self.total} rows: {self.accepted} accepted (train {split['train']}, test {split['test']}), "
+            f"{self.quarantined} quarantined"
+        )
 
     def table(self, id_width: int = 24) -> str:
         """Every bad row and why, one problem per line."""
@@ -130,7 +145,9 @@ class PromptLength:
     def check(self, prompt: str) -> list[str]:
         n = self.count(prompt)
         if n > self.max_tokens:
-            return [f"prompt: {n} tokens, but {self.model} reads {self.max_tokens} (the rest would be cut off); shorten it"]
+            return [
+                f"prompt: {n} tokens, but {self.model} reads {self.max_tokens} (the rest would be cut off); shorten it"
+            ]
         return []
 
 
@@ -193,7 +210,9 @@ def _agreement(videos: dict[str, VideoInfo], images: dict[str, tuple[int, int]])
     if "video" in videos and "input_image" in images:
         w, h = images["input_image"]
         if (w, h) != (videos["video"].width, videos["video"].height):
-            reasons.append(f"input_image is {w}x{h} but video is {videos['video'].size()}; it should be the video's first frame")
+            reasons.append(
+                f"input_image is {w}x{h} but video is {videos['video'].size()}; it should be the video's first frame"
+            )
     return reasons
 
 
@@ -207,7 +226,9 @@ def _job_fit(videos: dict[str, VideoInfo], shape: VideoShape) -> list[str]:
                 f"{shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s)"
             )
         if v.width < shape.width or v.height < shape.height:
-            reasons.append(f"{column}: {v.size()} is smaller than the job's {shape.width}x{shape.height} (it would be upscaled)")
+            reasons.append(
+                f"{column}: {v.size()} is smaller than the job's {shape.width}x{shape.height} (it would be upscaled)"
+            )
     return reasons
 
 
@@ -243,7 +264,11 @@ def validate(config: ValidationConfig) -> ValidationReport:
         else:
             accepted.append(rows[index].id)
     report = ValidationReport(
-        root=str(root), manifest=str(path), total=len(records), accepted_ids=accepted, quarantine=quarantine,
+        root=str(root),
+        manifest=str(path),
+        total=len(records),
+        accepted_ids=accepted,
+        quarantine=quarantine,
         job=config.shape.as_dict() if config.shape else None,
         tokenizer={"model": prompts.model, "max_tokens": prompts.max_tokens} if prompts else None,
     )

@@ -52,7 +52,9 @@ def test_cache_round_trip_equals_direct_encoding(cache_dir, two_entry_set, embed
 
 def test_cache_matches_its_model_and_shape_only(cache_dir):
     assert cache_matches(cache_dir, "embedded", TINY, split="all")
-    assert cache_matches(cache_dir, "embedded", (5, 32, 32))  # the training config's (frames, height, width); "all" covers train
+    assert cache_matches(
+        cache_dir, "embedded", (5, 32, 32)
+    )  # the training config's (frames, height, width); "all" covers train
     assert not cache_matches(cache_dir, "embedded", (9, 32, 32))
     assert not cache_matches(cache_dir, "embedded", VideoShape(height=32, width=32, frames=5, fps=10))
     assert not cache_matches(cache_dir / "missing", "embedded", TINY)

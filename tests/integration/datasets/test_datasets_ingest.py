@@ -97,7 +97,9 @@ def test_ray_train_workers_each_get_a_disjoint_shard_of_training_samples(ray_set
 
     ds = read_split(ray_set, "all", height=32, width=32, frames=5)
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"sink": sink}, datasets={"train": ds},
+        train_loop_per_worker,
+        train_loop_config={"sink": sink},
+        datasets={"train": ds},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name="ingest-shards", storage_path=str(tmp_path / "runs")),
     )

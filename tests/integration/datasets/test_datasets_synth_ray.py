@@ -13,8 +13,9 @@ def test_synth_on_ray_writes_a_valid_set_identical_to_a_local_render(ray_set, sy
     rows = read_manifest(ray_set)
     config = SynthConfig(n=6, out=tmp_path / "local", seed=synth_seed, height=64, width=64, frames=9)
     assert [r.id for r in rows] == [plan_entry(config, i).id for i in range(6)]
-    assert [r.record() for r in rows] == [{**plan_entry(config, i).record(), "vace_video_mask": "", "vace_reference_image": ""}
-                                          for i in range(6)]
+    assert [r.record() for r in rows] == [
+        {**plan_entry(config, i).record(), "vace_video_mask": "", "vace_reference_image": ""} for i in range(6)
+    ]
     report = validate(ValidationConfig(root=ray_set, shape=VideoShape(height=64, width=64, frames=9, fps=15)))
     assert (report.total, report.accepted, report.quarantined) == (6, 6, 0)
     local = render_entry(config, plan_entry(config, 4))
@@ -24,7 +25,9 @@ def test_synth_on_ray_writes_a_valid_set_identical_to_a_local_render(ray_set, sy
         assert fps_a == fps_b == 15 and np.array_equal(np.stack(a), np.stack(b))
 
 
-def test_resume_renders_only_what_is_missing_and_a_rerun_without_it_is_refused(ray_set_copy, synth_seed, synth_args, capsys):
+def test_resume_renders_only_what_is_missing_and_a_rerun_without_it_is_refused(
+    ray_set_copy, synth_seed, synth_args, capsys
+):
     rows = read_manifest(ray_set_copy)
     manifest = (ray_set_copy / "metadata.csv").read_text()
     lost = ray_set_copy / rows[2].video
@@ -41,7 +44,9 @@ def test_resume_renders_only_what_is_missing_and_a_rerun_without_it_is_refused(r
     assert (ray_set_copy / "metadata.csv").read_text() == manifest
 
 
-@pytest.mark.parametrize("flag, value, message", [("--height", "63", "even number"), ("--dance", "tango", "invalid choice")])
+@pytest.mark.parametrize(
+    "flag, value, message", [("--height", "63", "even number"), ("--dance", "tango", "invalid choice")]
+)
 def test_synth_refuses_bad_settings_before_any_work(tmp_path, flag, value, message, capsys):
     try:
         code = main(["datasets", "synth", "--n", "2", "--out", str(tmp_path / "x"), flag, value])

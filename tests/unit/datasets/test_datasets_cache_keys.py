@@ -39,8 +39,14 @@ def test_shapes_given_as_tuples_must_be_complete():
 def _sample():
     rng = np.random.default_rng()
     frames = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")) for _ in range(5)]
-    return TrainingSample(video=frames, prompt="x", input_image=frames[0], vace_video=frames, control_video=frames,
-                          vace_reference_image=frames[0])
+    return TrainingSample(
+        video=frames,
+        prompt="x",
+        input_image=frames[0],
+        vace_video=frames,
+        control_video=frames,
+        vace_reference_image=frames[0],
+    )
 
 
 def test_a_model_gets_only_the_conditioning_it_takes():

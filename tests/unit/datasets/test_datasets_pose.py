@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from wanray.datasets.pose import (
-    ANKLE_Y, COLORS, DANCE_NAMES, DANCES, LIMBS, J, Placement, draw_openpose, keypoints_px, render_pose_video,
+    ANKLE_Y,
+    COLORS,
+    DANCE_NAMES,
+    DANCES,
+    LIMBS,
+    J,
+    Placement,
+    draw_openpose,
+    keypoints_px,
+    render_pose_video,
     skeleton_at,
 )
 
@@ -42,7 +51,9 @@ def test_feet_stay_on_the_floor_unless_jumping(dance):
 
 
 def test_jump_leaves_the_floor_and_spin_turns_its_back():
-    lifts = [skeleton_at("jump", t).joints[[J["r_ankle"], J["l_ankle"]], 1].min() - ANKLE_Y for t in np.linspace(0, 0.8, 17)]
+    lifts = [
+        skeleton_at("jump", t).joints[[J["r_ankle"], J["l_ankle"]], 1].min() - ANKLE_Y for t in np.linspace(0, 0.8, 17)
+    ]
     assert max(lifts) > 0.08
     back = skeleton_at("spin", DANCES["spin"].period_s / 2)
     assert not back.visible[[J["nose"], J["r_eye"], J["l_eye"]]].any()

@@ -5,7 +5,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from wanray.datasets.schema import (
-    ManifestError, RowError, read_manifest, read_records, resolve_media, write_manifest,
+    ManifestError,
+    RowError,
+    read_manifest,
+    read_records,
+    resolve_media,
+    write_manifest,
 )
 
 
@@ -52,14 +57,17 @@ def test_a_csv_line_with_the_wrong_cell_count_is_a_row_problem(fresh_set):
         read_manifest(fresh_set)
 
 
-@pytest.mark.parametrize("relative, message", [
-    ("../x.mp4", "contains '..'"),
-    ("/etc/passwd", "absolute path"),
-    ("C:/data/x.mp4", "absolute path"),
-    ("https://example.com/x.mp4", "is a URL"),
-    ("videos/none.mp4", "does not exist"),
-    ("videos", "is not a file"),
-])
+@pytest.mark.parametrize(
+    "relative, message",
+    [
+        ("../x.mp4", "contains '..'"),
+        ("/etc/passwd", "absolute path"),
+        ("C:/data/x.mp4", "absolute path"),
+        ("https://example.com/x.mp4", "is a URL"),
+        ("videos/none.mp4", "does not exist"),
+        ("videos", "is not a file"),
+    ],
+)
 def test_resolve_media_refuses_paths_that_leave_the_root_or_do_not_exist(fresh_set, relative, message):
     with pytest.raises(RowError, match=message):
         resolve_media(fresh_set, relative, "video")

@@ -66,13 +66,16 @@ def test_prompts_name_the_attributes_and_dance_and_fit_the_embedded_tokenizer():
         assert tokens.count(prompt) <= tokens.max_tokens == 64
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(n=0), "n must be from 1"),
-    (dict(height=63), "height must be an even number"),
-    (dict(dances=("tango",)), "unknown dance 'tango'"),
-    (dict(scenes=("moon",)), "scenes must be some of studio"),
-    (dict(fps=0), "fps must be from 1 to 60"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(n=0), "n must be from 1"),
+        (dict(height=63), "height must be an even number"),
+        (dict(dances=("tango",)), "unknown dance 'tango'"),
+        (dict(scenes=("moon",)), "scenes must be some of studio"),
+        (dict(fps=0), "fps must be from 1 to 60"),
+    ],
+)
 def test_bad_generator_settings_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         SynthConfig(**{"n": 5, "out": Path("x"), **kw})
@@ -80,8 +83,17 @@ def test_bad_generator_settings_are_refused(kw, message):
 
 def test_characters_only_wear_what_their_kind_has():
     with pytest.raises(ValueError, match="top 'dress' is not one of t-shirt, hoodie, jacket"):
-        Character(kind="boy", skin="light", hair_colour="black", hair_style="short", top="dress", top_colour="red",
-                  bottom="skirt", bottom_colour="red", shoes="black")
+        Character(
+            kind="boy",
+            skin="light",
+            hair_colour="black",
+            hair_style="short",
+            top="dress",
+            top_colour="red",
+            bottom="skirt",
+            bottom_colour="red",
+            shoes="black",
+        )
 
 
 def test_a_photo_is_not_its_anime_frame():
@@ -89,7 +101,9 @@ def test_a_photo_is_not_its_anime_frame():
     config = SynthConfig(n=1, out=Path("unused"), seed=3)
     plan = plan_entry(config, 0)
     pl = Placement(height=128, width=128)
-    photo = np.asarray(render_photo(plan.character, skeleton_at(plan.dance, 0), pl, plan.layout, np.random.default_rng(0)))
+    photo = np.asarray(
+        render_photo(plan.character, skeleton_at(plan.dance, 0), pl, plan.layout, np.random.default_rng(0))
+    )
     anime = np.asarray(render_anime_frames(plan.character, plan.dance, pl, plan.layout, 1, 15)[0])
     flat = lambda a: (np.abs(np.diff(a.astype(int), axis=1)).sum(-1) == 0).mean()  # noqa: E731
     assert flat(anime) > 0.6 > 0.2 > flat(photo)

@@ -109,8 +109,14 @@ def too_small_for_the_job(root):
     for column, new in (("video", "videos/small.mp4"), ("control_video", "poses/small.mp4")):
         _rewrite_video(root, rec[column], new, size=(32, 32))
     Image.open(root / rec["input_image"]).resize((32, 32)).save(root / "photos/small.png")
-    entry = _edit(root, 0, video="videos/small.mp4", control_video="poses/small.mp4", vace_video="poses/small.mp4",
-                  input_image="photos/small.png")
+    entry = _edit(
+        root,
+        0,
+        video="videos/small.mp4",
+        control_video="poses/small.mp4",
+        vace_video="poses/small.mp4",
+        input_image="photos/small.png",
+    )
     return entry, "32x32 is smaller than the job's 64x64", JOB
 
 
@@ -144,10 +150,26 @@ def duplicate_id(root):
     return first, "is also used on line(s)", None
 
 
-KINDS = [missing_file, dot_dot_path, absolute_path, symlink_out_of_root, undecodable_video, undecodable_image,
-         frame_counts_disagree, fps_disagree, sizes_disagree, first_frame_size, too_short_for_the_job,
-         too_small_for_the_job, empty_prompt, prompt_too_long, empty_required_cell, bad_id, wrong_cell_count,
-         duplicate_id]
+KINDS = [
+    missing_file,
+    dot_dot_path,
+    absolute_path,
+    symlink_out_of_root,
+    undecodable_video,
+    undecodable_image,
+    frame_counts_disagree,
+    fps_disagree,
+    sizes_disagree,
+    first_frame_size,
+    too_short_for_the_job,
+    too_small_for_the_job,
+    empty_prompt,
+    prompt_too_long,
+    empty_required_cell,
+    bad_id,
+    wrong_cell_count,
+    duplicate_id,
+]
 
 
 @pytest.fixture(params=KINDS, ids=[k.__name__ for k in KINDS])
@@ -180,8 +202,23 @@ def test_a_clean_set_is_fully_accepted_and_split(fresh_set):
 def test_cli_reports_table_json_and_quarantine_and_fails_only_when_strict(fresh_set, tmp_path, capsys):
     bad, _, _ = undecodable_video(fresh_set)
     report_path, quarantine_path = tmp_path / "report.json", tmp_path / "quarantine.csv"
-    args = ["datasets", "validate", str(fresh_set), "--report", str(report_path), "--quarantine", str(quarantine_path),
-            "--height", "64", "--width", "64", "--frames", "9", "--fps", "15"]
+    args = [
+        "datasets",
+        "validate",
+        str(fresh_set),
+        "--report",
+        str(report_path),
+        "--quarantine",
+        str(quarantine_path),
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--frames",
+        "9",
+        "--fps",
+        "15",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert bad in out and "could not be decoded as a video" in out and "3 rows: 2 accepted" in out
