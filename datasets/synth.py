@@ -215,7 +215,7 @@ def generate(config: SynthConfig, address: str | None = None) -> Path:
             log.info("synth: %d / %d entries", len(records), config.n)
     if len(records) != config.n:
         raise RuntimeError(f"synth: expected {config.n} entries, Ray Data returned {len(records)}")
-    records.sort(key=lambda r: r["id"])
+    records.sort(key=lambda r: (len(r["id"]), r["id"]))  # entry order (ids past 99999 get longer)
     path = write_manifest(out, records)
     seconds = time.perf_counter() - started
     log.info("synth: wrote %d entries to %s in %.1f s (%.2f entries/s)", config.n, out, seconds, config.n / seconds)
