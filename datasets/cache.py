@@ -193,18 +193,6 @@ class CacheConfig:
             )
 
 
-def inputs_for_model(sample, spec):
-    """Only the conditioning a model takes: DiffSynth's Fun-Control unit rewrites ``y`` with any control
-    video (even for a DiT without control channels), and VACE inputs mean nothing without a VACE branch."""
-    from wanray.inputs import FUN_CONTROL_IN_DIM
-
-    if spec.dit.in_dim != FUN_CONTROL_IN_DIM:
-        sample.control_video = None
-    if spec.vace is None:
-        sample.vace_video = sample.vace_video_mask = sample.vace_reference_image = None
-    return sample
-
-
 class EncodeRows:
     """Ray Data actor: loads the model's frozen encoders once, encodes each decoded row."""
 
@@ -227,7 +215,7 @@ class EncodeRows:
         ids, blobs = [], []
         for i in range(len(batch["id"])):
             row = {k: v[i] for k, v in batch.items()}
-            sample = inputs_for_model(row_to_sample(row), self.generator.spec)
+            sample = row_to_sample(row)  # encode_sample keeps only what the model takes
             tensors = encode_sample(self.generator.pipe, sample, tiled=self.tiled)
             blobs.append(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
             ids.append(str(row["id"]))

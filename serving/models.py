@@ -29,11 +29,9 @@ def load_generator(model: ModelConfig, parallel) -> object:
         from wanray.generation import WanGenerator
 
         return WanGenerator.load(model)
-    try:
-        from wanray.usp import load_parallel_generator  # the multi-GPU engine (lead engineer's, GPU hosts)
-    except ImportError as e:
-        raise NotImplementedError(
-            f"a replica of {parallel.world_size} GPUs needs wanray's sequence-parallel engine (wanray.usp), "
-            f"which this build does not have ({e}); serve with sequence_parallel 1 and cfg_parallel false"
-        ) from e
-    return load_parallel_generator(model, parallel)
+    from dataclasses import replace
+
+    from wanray.serving.parallel_engine import ParallelGenerator
+
+    return ParallelGenerator(replace(model, ulysses_degree=parallel.sequence_parallel,
+                                     cfg_degree=2 if parallel.cfg_parallel else 1))

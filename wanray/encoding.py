@@ -45,9 +45,26 @@ class TrainingSample:
                 )
 
 
+def usable_inputs(pipe, sample: TrainingSample) -> TrainingSample:
+    """Only the conditioning the pipeline's DiT takes. DiffSynth's Fun-Control unit rewrites ``y`` with any
+    control video, even for a DiT without control channels (same shape, wrong content), and VACE inputs
+    mean nothing without a VACE branch."""
+    from dataclasses import replace
+
+    from wanray.inputs import FUN_CONTROL_IN_DIM
+
+    drop = {}
+    if pipe.dit.in_dim != FUN_CONTROL_IN_DIM:
+        drop["control_video"] = None
+    if pipe.vace is None:
+        drop.update(vace_video=None, vace_video_mask=None, vace_reference_image=None)
+    return replace(sample, **drop) if drop else sample
+
+
 @torch.no_grad()
 def encode_sample(pipe, sample: TrainingSample, tiled: bool = False) -> dict[str, torch.Tensor]:
     """Run the pipeline's encoder units (VAE, umT5, CLIP) in training mode on one sample."""
+    sample = usable_inputs(pipe, sample)
     scheduler_was_training = getattr(pipe.scheduler, "training", False)
     pipe.scheduler.set_timesteps(1000, training=True)
     try:

@@ -1,13 +1,8 @@
-"""Cache keys and inputs, without Ray: fingerprints and which conditioning a model is given."""
+"""Cache keys, without Ray: fingerprints of (model files, shape)."""
 
-import numpy as np
 import pytest
-from PIL import Image
-
-from wanray.datasets.cache import as_shape, fingerprint, inputs_for_model
+from wanray.datasets.cache import as_shape, fingerprint
 from wanray.datasets.shape import VideoShape
-from wanray.encoding import TrainingSample
-from wanray.specs import embedded, wan21_i2v_14b_720p
 
 
 def test_fingerprint_names_model_and_shape():
@@ -34,24 +29,3 @@ def test_fingerprint_follows_the_model_files(tiny_model_dir, tmp_path):
 def test_shapes_given_as_tuples_must_be_complete():
     with pytest.raises(ValueError, match=r"\(frames, height, width\[, fps\]\)"):
         as_shape((64, 64))
-
-
-def _sample():
-    rng = np.random.default_rng()
-    frames = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")) for _ in range(5)]
-    return TrainingSample(
-        video=frames,
-        prompt="x",
-        input_image=frames[0],
-        vace_video=frames,
-        control_video=frames,
-        vace_reference_image=frames[0],
-    )
-
-
-def test_a_model_gets_only_the_conditioning_it_takes():
-    vace_model = inputs_for_model(_sample(), embedded())
-    assert vace_model.control_video is None  # not a Fun-Control DiT: a control video would overwrite y
-    assert vace_model.vace_video is not None and vace_model.input_image is not None
-    plain_i2v = inputs_for_model(_sample(), wan21_i2v_14b_720p())
-    assert plain_i2v.control_video is None and plain_i2v.vace_video is None and plain_i2v.vace_reference_image is None

@@ -1,0 +1,38 @@
+"""A replica spread over two ranks (CPU, gloo) returns the frames one process makes."""
+
+import numpy as np
+import ray
+
+from wanray import GenerationConfig, ModelConfig
+from wanray.video import frames_to_array
+
+REQUEST = dict(prompt="a boy dances the robot", height=64, width=64, frames=5, steps=2, seed=9, cfg=3.0)
+
+
+@ray.remote(num_cpus=1)
+class TwoRankReplica:
+    """Stands in for a Serve replica: this actor is rank 0, ParallelGenerator starts rank 1."""
+
+    def __init__(self, ulysses: int, cfg: int):
+        import torch
+
+        torch.set_num_threads(1)
+        from wanray.serving.parallel_engine import ParallelGenerator
+
+        self.generator = ParallelGenerator(ModelConfig(device="cpu", ulysses_degree=ulysses, cfg_degree=cfg),
+                                           gpu=False)
+
+    def generate(self, photo: str):
+        steps = []
+        result = self.generator.generate(GenerationConfig(image=photo, **REQUEST), progress=lambda i, n: steps.append(i))
+        return frames_to_array(result.frames), steps, result.info["parallel"]
+
+
+def test_two_rank_replica_matches_one_process(ray_cluster, embedded_generator, photo):
+    reference = frames_to_array(embedded_generator.generate(GenerationConfig(image=photo, **REQUEST)).frames)
+    replica = TwoRankReplica.remote(ulysses=2, cfg=1)
+    frames, steps, parallel = ray.get(replica.generate.remote(str(photo)), timeout=900)
+    ray.kill(replica)
+    assert parallel == {"ulysses": 2, "cfg": 1} and steps == [1, 2]
+    assert frames.shape == reference.shape
+    assert np.abs(frames.astype(int) - reference.astype(int)).mean() < 0.5

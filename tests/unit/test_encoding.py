@@ -1,0 +1,48 @@
+"""encode_sample: the frozen-encoder tensors training and the latent cache share."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wanray.encoding import TrainingSample, encode_sample, usable_inputs
+
+
+def _frames(n=5, size=64):
+    rng = np.random.default_rng()
+    return [Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")) for _ in range(n)]
+
+
+def _sample(**kw):
+    frames = _frames()
+    return TrainingSample(video=frames, prompt="a girl dances the wave", input_image=frames[0], **kw)
+
+
+def test_a_model_gets_only_the_conditioning_it_takes():
+    pose = _frames()
+    sample = _sample(vace_video=pose, control_video=pose, vace_reference_image=pose[0])
+    vace_i2v = usable_inputs(SimpleNamespace(dit=SimpleNamespace(in_dim=36), vace=object()), sample)
+    assert vace_i2v.control_video is None and vace_i2v.vace_video is pose and vace_i2v.input_image is not None
+    plain_i2v = usable_inputs(SimpleNamespace(dit=SimpleNamespace(in_dim=36), vace=None), sample)
+    assert plain_i2v.control_video is None and plain_i2v.vace_video is None and plain_i2v.vace_reference_image is None
+    fun_control = usable_inputs(SimpleNamespace(dit=SimpleNamespace(in_dim=48), vace=None), sample)
+    assert fun_control.control_video is pose
+
+
+def test_shapes_and_a_control_video_never_overwrites_the_first_frame_latents(embedded_generator):
+    pipe = embedded_generator.pipe
+    sample = _sample(vace_video=_frames())
+    plain = encode_sample(pipe, sample)
+    assert {k: tuple(v.shape) for k, v in plain.items()} == {
+        "input_latents": (1, 16, 2, 8, 8), "context": (1, 64, 128), "y": (1, 20, 2, 8, 8),
+        "clip_feature": (1, 257, 1280), "vace_context": (1, 96, 2, 8, 8)}
+    with_control = encode_sample(pipe, TrainingSample(**{**sample.__dict__, "control_video": _frames()}))
+    assert torch.equal(plain["y"], with_control["y"])
+    assert pipe.scheduler.training is False  # generation afterwards is unaffected
+
+
+def test_frame_count_must_be_4n_plus_1():
+    with pytest.raises(ValueError, match="4n\\+1"):
+        TrainingSample(video=_frames(4), prompt="x")
