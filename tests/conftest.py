@@ -61,6 +61,18 @@ def embedded_generator():
     return WanGenerator.load(ModelConfig(model="embedded"))
 
 
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server (the Debian package) on a free loopback port for the whole session."""
+    from wanray.serving.redis_server import start_redis, stop_redis
+
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        stop_redis(server)
+
+
 @pytest.fixture
 def photo(tmp_path):
     """A fresh random photo-like PNG on disk."""

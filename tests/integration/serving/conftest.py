@@ -18,17 +18,6 @@ APP_NAME = "wanray-test"
 ROUTE_PREFIX = "/wanray"
 
 
-@pytest.fixture(scope="session")
-def redis_server():
-    from wanray.serving.redis_server import start_redis, stop_redis
-
-    server = start_redis()
-    try:
-        yield server
-    finally:
-        stop_redis(server)
-
-
 def serve_http_port(dashboard_url: str) -> int:
     with urllib.request.urlopen(dashboard_url + "/api/serve/applications/", timeout=10) as r:
         return int(json.load(r)["http_options"]["port"])

@@ -1,5 +1,5 @@
-"""Fixtures for the serving unit tests: a real redis-server (Debian package) for the whole session, and an
-API test client on it. No Ray: the ingress code runs in-process through FastAPI's test client."""
+"""Fixtures for the serving unit tests: an API test client on the session's real redis-server
+(``redis_server`` in tests/conftest.py). No Ray: the ingress code runs in-process through FastAPI's test client."""
 
 import io
 import uuid
@@ -7,17 +7,6 @@ import uuid
 import numpy as np
 import pytest
 from PIL import Image
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    from wanray.serving.redis_server import start_redis, stop_redis
-
-    server = start_redis()
-    try:
-        yield server
-    finally:
-        stop_redis(server)
 
 
 @pytest.fixture
