@@ -4,8 +4,11 @@ A job is ``python -m <wanray module> <args>`` run by Ray's job supervisor on the
 installed wanray package shipped in its runtime_env (see ``runtime_env.py``). This wraps Ray's
 ``JobSubmissionClient``; the dashboard (job list, logs, Train/Data views) shows the same jobs.
 
-Where jobs go (first found): ``--address http://HEAD:8265``, ``$RAY_API_SERVER_ADDRESS``,
-``$RAY_ADDRESS`` when it is an http URL, else the cluster ``wanray cluster up`` recorded.
+Where jobs go (first found): ``--address http://HEAD:8265``, ``--state-file`` (a recorded cluster),
+``$RAY_API_SERVER_ADDRESS``, ``$RAY_ADDRESS`` when it is an http URL, else the cluster ``wanray cluster up``
+recorded in the default state file. What is chosen here is where jobs go: unlike Ray's own
+``JobSubmissionClient``, a ``$RAY_ADDRESS`` left in the environment (a driver, a job, another cluster's
+``wanray cluster env``) never overrides an explicit address.
 Token authentication: the token is sent as ``Authorization: Bearer`` when the recorded cluster uses
 one, when ``--token-file`` is given, or, as Ray's own clients do, when ``RAY_AUTH_MODE=token``
 (``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``).
@@ -14,6 +17,7 @@ one, when ``--token-file`` is given, or, as Ray's own clients do, when ``RAY_AUT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -103,7 +107,8 @@ class ClusterEndpoint:
 def resolve_endpoint(*, address: str | None = None, state_file: Path | None = None,
                      token_file: Path | None = None) -> ClusterEndpoint:
     """Where to send jobs, and with which token (see the module docstring for the order)."""
-    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or _http_or_none(os.environ.get("RAY_ADDRESS"))
+    if address is None and state_file is None:
+        address = os.environ.get("RAY_API_SERVER_ADDRESS") or _http_or_none(os.environ.get("RAY_ADDRESS"))
     if address is None:
         state = state_file or default_state_file()
         if not state.is_file():
@@ -158,12 +163,25 @@ def job_client(endpoint: ClusterEndpoint):
     from ray.job_submission import JobSubmissionClient
 
     try:
-        return JobSubmissionClient(endpoint.dashboard_url, headers=dict(endpoint.headers))
+        with _without_env(_RAY_ADDRESS_VARIABLES):  # Ray lets them override the URL it is given
+            return JobSubmissionClient(endpoint.dashboard_url, headers=dict(endpoint.headers))
     except Exception as e:  # ConnectionError, HTTP 401/403 from the version check, ...
         hint = ("the cluster wants a token: pass --token-file or set RAY_AUTH_MODE=token with RAY_AUTH_TOKEN_PATH"
                 if not endpoint.headers and ("401" in str(e) or "uthenticat" in str(e)) else
                 "is the cluster up? (`wanray cluster status`)")
         raise RuntimeError(f"cannot use the Ray dashboard at {endpoint.dashboard_url}: {e}; {hint}") from e
+
+
+_RAY_ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+
+
+@contextlib.contextmanager
+def _without_env(names: tuple[str, ...]):
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def submit(endpoint: ClusterEndpoint, request: JobRequest, *, cache_dir: Path | None = None) -> str:

@@ -1,7 +1,6 @@
 """`wanray cluster up|status|env|down` on a second cluster with token auth: jobs and clients use the token,
 and `down` leaves no process of that cluster behind (checked by process session and by command line)."""
 
-import json
 import os
 import random
 import subprocess
@@ -11,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from wanray.raycluster.local import LocalCluster, check_port_free, free_port, session_pids, stop
 
 from wanray.cli import main
-from wanray.raycluster.local import LocalCluster, check_port_free, free_port, session_pids, stop
 
 
 def _wanray(*args, env=None, timeout=240):
@@ -33,7 +32,11 @@ def _processes_mentioning(text):
     return found
 
 
-def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_package_cache, capsys):
+def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_package_cache, capsys, printed_json,
+                                                                 monkeypatch):
+    # a GCS address left in the environment (here: nothing listens there) must not divert `--state-file` jobs;
+    # Ray's JobSubmissionClient would let it override the URL it is given
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     state = tmp_path / "state" / "cluster.json"
     port, dashboard_port = free_port(), free_port()
     cpus, custom = random.randint(2, 4), random.randint(1, 9)
@@ -56,7 +59,7 @@ def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_p
         assert "already up" in capsys.readouterr().err
 
         assert main(["cluster", "status", "--state-file", str(state), "--json"]) == 0
-        status = json.loads(capsys.readouterr().out)
+        status = printed_json(capsys.readouterr().out)
         assert status["up"] and status["auth"] == "token" and status["nodes"] == 1, status
         assert status["resources"]["CPU"] == cpus and status["resources"]["wanray_test"] == custom
         assert status["resources"]["memory"] == 2 * 1024**3 and "GPU" not in status["resources"]
@@ -65,7 +68,7 @@ def test_cluster_up_serves_token_clients_and_down_leaves_nothing(tmp_path, job_p
         # a job through the CLI, authenticated with the recorded token; it imports the shipped package
         assert main(["job", "submit", "check", "--state-file", str(state), "--follow"]) == 0
         out = capsys.readouterr().out
-        report = json.loads(out[out.index("{"):out.rindex("}") + 1])
+        report = printed_json(out)
         assert report["wanray_file"].startswith(cluster.temp_dir) and report["editable_checkout"] is None
         assert all(p.startswith(cluster.temp_dir) for p in report["subpackages"].values())
         assert "SUCCEEDED" in out

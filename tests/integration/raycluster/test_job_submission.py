@@ -1,15 +1,14 @@
 """`wanray job submit|status|logs|list|stop` on the session's shared cluster: the embedded training preset
 runs to completion from the shipped package, and a running job can be stopped."""
 
-import json
 import random
 import secrets
 import time
 
 import pytest
+from wanray.raycluster.jobs import wait
 
 from wanray.cli import main
-from wanray.raycluster.jobs import wait
 
 
 @pytest.fixture
@@ -46,7 +45,8 @@ def test_synth_job_writes_its_dataset(synth_dataset, client):
     assert str(client.get_job_status(job_id).value) == "SUCCEEDED"
 
 
-def test_training_preset_job_runs_to_completion_and_reports(ray_cluster, client, synth_dataset, tmp_path, capsys):
+def test_training_preset_job_runs_to_completion_and_reports(ray_cluster, client, synth_dataset, tmp_path, capsys,
+                                                            printed_json):
     from wanray.training.config import apply_overrides
     from wanray.training.presets import get_preset
     from wanray.training.trainer import export_path
@@ -64,7 +64,7 @@ def test_training_preset_job_runs_to_completion_and_reports(ray_cluster, client,
     assert status == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
 
     assert main(["job", "status", job_id, "--address", address, "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    info = printed_json(capsys.readouterr().out)
     assert info["status"] == "SUCCEEDED" and info["driver_exit_code"] == 0
     assert info["entrypoint"].startswith("python -m wanray.training.train")
 

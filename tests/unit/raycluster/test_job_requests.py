@@ -62,14 +62,17 @@ def test_recorded_cluster_is_used_with_its_token(tmp_path):
     assert endpoint.headers == {"Authorization": f"Bearer {token}"} and endpoint.auth == "token"
 
 
-def test_address_beats_environment_beats_recorded_cluster(tmp_path, monkeypatch):
+def test_address_beats_state_file_beats_environment_beats_default_cluster(tmp_path, monkeypatch):
     state, _ = _recorded_cluster(tmp_path)
+    monkeypatch.setenv("WANRAY_CLUSTER_STATE", str(state))  # the default recorded cluster
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a GCS address (ray.init's) is not for jobs
-    assert resolve_endpoint(state_file=state).dashboard_url == "http://127.0.0.1:8299"
+    assert resolve_endpoint().dashboard_url == "http://127.0.0.1:8299"
     monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.2:8265")
-    assert resolve_endpoint(state_file=state).dashboard_url == "http://10.0.0.2:8265"
+    assert resolve_endpoint().dashboard_url == "http://10.0.0.2:8265"
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.3:8265/")
-    assert resolve_endpoint(state_file=state).dashboard_url == "http://10.0.0.3:8265"
+    assert resolve_endpoint().dashboard_url == "http://10.0.0.3:8265"
+    # a state file named on the command line is as explicit as --address: the environment does not win
+    assert resolve_endpoint(state_file=state).dashboard_url == "http://127.0.0.1:8299"
     endpoint = resolve_endpoint(address="https://ray.example.com", state_file=state)
     assert endpoint.dashboard_url == "https://ray.example.com"
     assert endpoint.headers == {}  # the recorded cluster's token is not sent to another address
