@@ -2,6 +2,7 @@
 
     wanray generate --image photo.jpg --prompt "the same person as an anime dancer" --out fairy.mp4 \\
         [--model embedded|wan2.1-i2v-14b-720p|wan2.2-i2v-a14b|DIR] [--lora my.safetensors:0.8] [--seed 7]
+    wanray generate ... --model wan2.1-i2v-14b-720p --lora lightx2v_4step.safetensors --few-step
     wanray demo [--out outputs/demo.mp4]
 """
 
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 
 from wanray.config import DEFAULT_FPS, DEFAULT_FRAMES, LoraRef
+from wanray.sampling import SAMPLERS
 
 ATTENTION_CHOICES = (
     "auto", "sdpa", "sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sage", "flash2", "flash3", "xformers",
@@ -48,6 +50,14 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fps", type=int, default=DEFAULT_FPS, help=f"frames per second of the mp4 (default {DEFAULT_FPS})")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's; 50 for 14B)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale; 1 turns it off")
+    g.add_argument("--shift", type=float, default=None, help="sigma shift of the timesteps (default: the model's, 5)")
+    g.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="euler (default): DiffSynth's flow-matching step; renoise: predict the clean latent and "
+                        "noise it again, the step Wan2.1 4-step distillation LoRAs are trained for")
+    g.add_argument("--few-step", action="store_true",
+                   help="the settings of published 4-step distillation LoRAs (LightX2V): 4 steps, cfg 1, shift 5, "
+                        "renoise on Wan2.1 and euler on Wan2.2; give the LoRA with --lora. --steps, --cfg, --shift "
+                        "and --sampler still override them")
     g.add_argument("--lora", action="append", default=[], type=LoraRef.parse, metavar="PATH[:ALPHA][@EXPERT]",
                    help="apply a LoRA (safetensors) with strength ALPHA (default 1); repeat for several. "
                         "Wan2.2: @high_noise or @low_noise sends it to one expert (default: both)")
@@ -111,10 +121,14 @@ def run_generate(args: argparse.Namespace) -> int:
         fps=args.fps,
         steps=args.steps,
         cfg=args.cfg,
+        sigma_shift=args.shift,
+        sampler=args.sampler or "euler",
         tea_cache=args.tea_cache,
         tiled_vae=args.tiled_vae,
         loras=tuple(args.lora),
     )
+    if args.few_step:
+        gen_config = _few_step(gen_config, args)
     # Cheap checks first, before minutes of model loading.
     check_frames(gen_config.frames)
     if gen_config.height is not None and gen_config.width is not None:
@@ -137,6 +151,19 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"wrote {path.resolve()} ({len(result.frames)} frames, {result.frames[0].width}x{result.frames[0].height}, "
           f"{args.fps} fps, {result.seconds:.1f} s)")
     return 0
+
+
+def _few_step(gen_config, args: argparse.Namespace):
+    """--few-step's settings for the model, under the values given explicitly on the command line."""
+    import dataclasses
+
+    from wanray.generation import resolve_model
+    from wanray.sampling import few_step
+
+    _, spec = resolve_model(args.model, args.model_spec)
+    tuned = few_step(gen_config, spec)
+    given = {"steps": args.steps, "cfg": args.cfg, "sigma_shift": args.shift, "sampler": args.sampler}
+    return dataclasses.replace(tuned, **{k: v for k, v in given.items() if v is not None})
 
 
 def _pose_video(args: argparse.Namespace) -> list:

@@ -101,6 +101,8 @@ class GenerationConfig:
         frames: 4n+1 (Wan's VAE compresses time 4x); 77 at 15 fps is 5.1 s.
         fps: frame rate of the written video.
         steps: denoising steps; cfg: classifier-free guidance scale (1 disables the negative pass).
+        sampler: "euler" (default) or "renoise", the step Wan2.1 4-step distillation LoRAs need
+            (``wanray.sampling``; ``wanray.sampling.few_step`` sets steps, cfg, shift and sampler for them).
         tea_cache: TeaCache relative-L1 threshold (None: off); needs calibrated coefficients for the model.
         tiled_vae: encode/decode the VAE in overlapping tiles (less memory, same result up to blending).
     """
@@ -122,6 +124,7 @@ class GenerationConfig:
     steps: int | None = None
     cfg: float | None = None
     sigma_shift: float | None = None
+    sampler: str = "euler"
     tea_cache: float | None = None
     tiled_vae: bool = True
     tile_size: tuple[int, int] = DEFAULT_TILE_SIZE

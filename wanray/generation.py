@@ -22,6 +22,7 @@ from wanray import accel
 from wanray.attention import BackendUnavailable, install_attention
 from wanray.config import GenerationConfig, LoraRef, ModelConfig
 from wanray.inputs import InvalidInput, PreparedRequest, prepare
+from wanray.sampling import sampler_installed
 from wanray.parallel import ParallelConfig, apply_parallel, check_parallel, init_parallel, local_device
 from wanray.loading import WanComponents, load_model_dir
 from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
@@ -174,7 +175,16 @@ class WanGenerator:
             raise InvalidInput("TeaCache keeps one cache per guidance pass and cannot run with cfg_degree 2")
         self.set_loras(config.loras)
         started = time.perf_counter()
-        frames = self.pipe(
+        with sampler_installed(self.pipe, config.sampler, config.seed):
+            frames = self._run_pipe(config, request, cfg_parallel, tea_model, progress, show_progress)
+        seconds = time.perf_counter() - started
+        info = self._info(request, config, tea_model, seconds)
+        log.info("generated %s", info)
+        return GenerationResult(frames=list(frames), fps=config.fps, seconds=seconds, info=info)
+
+    def _run_pipe(self, config: GenerationConfig, request: PreparedRequest, cfg_parallel: bool, tea_model: str | None,
+                  progress: ProgressFn | None, show_progress: bool) -> list:
+        return self.pipe(
             prompt=config.prompt,
             negative_prompt=config.negative_prompt,
             input_image=request.image,
@@ -201,10 +211,6 @@ class WanGenerator:
             tea_cache_model_id=tea_model or "",
             progress_bar_cmd=_progress_wrapper(progress, show_progress),
         )
-        seconds = time.perf_counter() - started
-        info = self._info(request, config, tea_model, seconds)
-        log.info("generated %s", info)
-        return GenerationResult(frames=list(frames), fps=config.fps, seconds=seconds, info=info)
 
     def _info(self, request: PreparedRequest, config: GenerationConfig, tea_model: str | None, seconds: float) -> dict:
         return {
@@ -224,6 +230,7 @@ class WanGenerator:
             "width": request.width,
             "frames": request.frames,
             "steps": request.steps,
+            "sampler": config.sampler,
             "cfg": request.cfg,
             "seed": config.seed,
             "seconds": round(seconds, 3),

@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from wanray.config import GenerationConfig
+from wanray.sampling import SAMPLERS
 from wanray.specs import ModelSpec
 from wanray.video import fit, read_video
 
@@ -149,6 +150,8 @@ def prepare(config: GenerationConfig, spec: ModelSpec) -> PreparedRequest:
     cfg = config.cfg if config.cfg is not None else spec.default_cfg
     if not 0 < cfg <= 30:
         raise InvalidInput(f"cfg must be in (0, 30], got {cfg}; 1 turns classifier-free guidance off")
+    if config.sampler not in SAMPLERS:
+        raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}, got {config.sampler!r}")
     if not 1 <= config.fps <= 60:
         raise InvalidInput(f"fps must be from 1 to 60, got {config.fps}")
     if not isinstance(config.prompt, str):

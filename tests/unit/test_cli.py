@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -32,7 +33,7 @@ def test_missing_lora_file(photo, tmp_path, capsys):
 def test_help_explains_options():
     out = subprocess.run([sys.executable, "-m", "wanray", "generate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1"):
+    for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1", "--few-step"):
         assert option in out.stdout
 
 
@@ -46,3 +47,15 @@ def test_dance_drives_the_vace_branch(photo, tmp_path, capsys):
     assert plain.shape == wave.shape and (plain != wave).any()
     assert main([*common, "--out", str(tmp_path / "x.mp4"), "--dance", "tango"]) == 1
     assert "choose one of: wave" in capsys.readouterr().err
+
+
+def test_few_step_sets_the_distillation_settings_and_explicit_flags_win(photo, tmp_path):
+    info = tmp_path / "info.json"
+    common = ["generate", "--image", str(photo), "--prompt", "a dancer", "--frames", "5", "--height", "64",
+              "--width", "64", "--no-progress", "--out", str(tmp_path / "x.mp4"), "--info-json", str(info)]
+    assert main([*common, "--few-step"]) == 0
+    ran = json.loads(info.read_text())
+    assert (ran["steps"], ran["cfg"], ran["sampler"]) == (4, 1.0, "renoise")
+    assert main([*common, "--few-step", "--steps", "2", "--sampler", "euler"]) == 0
+    ran = json.loads(info.read_text())
+    assert (ran["steps"], ran["cfg"], ran["sampler"]) == (2, 1.0, "euler")
