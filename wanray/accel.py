@@ -72,8 +72,19 @@ def apply_fp8_storage(dit: torch.nn.Module) -> int:
 # -- LoRA hot-swapping (DiffSynth's hot-load wrappers: base weights stay untouched) --
 
 
+_LORA_KEY_PARTS = (".lora_A.", ".lora_B.", ".lora_down.", ".lora_up.")
+_DIFF_SUFFIXES = {".diff": "weight", ".diff_b": "bias"}  # LightX2V / ComfyUI full deltas: weight, bias
+
+
 def load_lora(pipe, dit: torch.nn.Module, path: Path, alpha: float) -> int:
-    """Add a LoRA to ``dit`` without changing its weights; returns how many layers it patched."""
+    """Add a LoRA to ``dit``; returns how many layers it patched.
+
+    Low-rank pairs (``lora_A/lora_B``, ``lora_down/lora_up``, optional ``alpha``; keys as Wan names them,
+    with or without ``diffusion_model.``) go to DiffSynth's hot-load wrappers, so base weights never
+    change. Full deltas (``<layer>.diff`` for a weight, ``<layer>.diff_b`` for a bias, as LightX2V's
+    distillation LoRAs carry them) are added to the parameters, whose originals ``clear_loras`` puts back.
+    Any other key is an error: a LoRA is never applied in part.
+    """
     from diffsynth.core import LoRAHotLoadMixin
     from diffsynth.core.loader.file import load_state_dict
 
@@ -81,8 +92,15 @@ def load_lora(pipe, dit: torch.nn.Module, path: Path, alpha: float) -> int:
     if wrapped is not dit:
         raise RuntimeError("DiffSynth returned a new module for LoRA hot-loading; expected in-place wrapping")
     raw = load_state_dict(str(path), torch_dtype=pipe.torch_dtype, device=pipe.device)
+    is_diff = {k: k.endswith(tuple(_DIFF_SUFFIXES)) for k in raw}
+    diffs = {k.removeprefix("diffusion_model."): v for k, v in raw.items() if is_diff[k]}
+    unknown = sorted(k for k in raw if not is_diff[k] and not k.endswith(".alpha")
+                     and not any(part in k for part in _LORA_KEY_PARTS))
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} keys are neither LoRA pairs nor .diff/.diff_b deltas, e.g. "
+                         f"{unknown[:3]}")
     lora = pipe.lora_loader(torch_dtype=pipe.torch_dtype, device=pipe.device).convert_state_dict(raw)
-    if not lora:
+    if not lora and not diffs:
         raise ValueError(f"{path}: holds no LoRA weights (expected keys like blocks.0.self_attn.q.lora_A.weight)")
     patched = 0
     for module in dit.modules():
@@ -95,7 +113,28 @@ def load_lora(pipe, dit: torch.nn.Module, path: Path, alpha: float) -> int:
     targets = {k.rsplit(".lora_", 1)[0] for k in lora}
     if patched < len(targets):
         raise ValueError(f"{path}: {len(targets) - patched} of its {len(targets)} layers are not in the model")
-    return patched
+    return patched + _add_deltas(dit, diffs, alpha, path)
+
+
+def _add_deltas(dit: torch.nn.Module, diffs: dict[str, torch.Tensor], alpha: float, path: Path) -> int:
+    """Add ``alpha *`` each full delta to its parameter, keeping the original on the module to restore."""
+    params = dict(dit.named_parameters())
+    for key, delta in diffs.items():
+        layer, _, suffix = key.rpartition(".")
+        name = f"{layer}.{_DIFF_SUFFIXES['.' + suffix]}"
+        if name not in params:
+            raise ValueError(f"{path}: {key} has no parameter {name} in the model")
+        if params[name].shape != delta.shape:
+            raise ValueError(f"{path}: {key} has shape {tuple(delta.shape)}, {name} is {tuple(params[name].shape)}")
+    for key, delta in diffs.items():
+        layer, _, suffix = key.rpartition(".")
+        module, attr = dit.get_submodule(layer), _DIFF_SUFFIXES["." + suffix]
+        param = getattr(module, attr)
+        backups = module.__dict__.setdefault("_wanray_originals", {})
+        backups.setdefault(attr, param.detach().clone())
+        with torch.no_grad():
+            param.add_(delta.to(param.dtype) * alpha)
+    return len(diffs)
 
 
 def clear_loras(pipe) -> None:
@@ -105,6 +144,9 @@ def clear_loras(pipe) -> None:
         if isinstance(module, LoRAHotLoadMixin):
             module.lora_A_weights.clear()
             module.lora_B_weights.clear()
+        for attr, original in module.__dict__.pop("_wanray_originals", {}).items():
+            with torch.no_grad():
+                getattr(module, attr).copy_(original)
 
 
 # -- CPU conv3d --

@@ -146,9 +146,14 @@ class WanGenerator:
             if not Path(lora.path).is_file():
                 raise FileNotFoundError(f"LoRA file {str(lora.path)!r} does not exist")
         accel.clear_loras(self.pipe)
-        for lora in loras:
-            for dit in self._dits(lora.expert):
-                accel.load_lora(self.pipe, dit, Path(lora.path), lora.alpha)
+        self.loras = ()
+        try:
+            for lora in loras:
+                for dit in self._dits(lora.expert):
+                    accel.load_lora(self.pipe, dit, Path(lora.path), lora.alpha)
+        except BaseException:
+            accel.clear_loras(self.pipe)  # never run with part of a LoRA set
+            raise
         self.loras = loras
         log.info("LoRAs active: %s", ", ".join(f"{l.path.name}:{l.alpha}@{l.expert}" for l in loras) or "none")
 

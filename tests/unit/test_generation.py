@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from wanray.attention import BackendUnavailable
 from wanray.config import GenerationConfig, LoraRef
@@ -127,3 +127,40 @@ def test_expert_lora_goes_to_its_expert_only(tmp_path, tiny_moe_spec):
     assert patched(gen.pipe.dit2) == 2 * 6 and patched(gen.pipe.dit) == 0
     gen.set_loras((LoraRef(path=lora),))
     assert patched(gen.pipe.dit2) == 12 and patched(gen.pipe.dit) == 12
+
+
+def test_lightx2v_style_lora_with_bias_and_weight_deltas_applies_and_unloads(embedded_generator, photo, tmp_path):
+    dit = embedded_generator.pipe.dit
+    q, head = dit.blocks[0].self_attn.q, dit.head.head
+    state = {f"diffusion_model.{k}": v for k, v in load_file(str(_random_lora(dit, tmp_path / "a.safetensors"))).items()}
+    bias_delta, head_delta = torch.randn_like(q.bias), torch.randn_like(head.weight) * 0.01
+    state["diffusion_model.blocks.0.self_attn.q.diff_b"] = bias_delta
+    state["diffusion_model.head.head.diff"] = head_delta
+    state["diffusion_model.blocks.0.self_attn.q.alpha"] = torch.tensor(4.0)
+    path = tmp_path / "distill.safetensors"
+    save_file(state, str(path))
+    bias, weight = q.bias.detach().clone(), head.weight.detach().clone()
+    base = frames_to_array(_gen(embedded_generator, photo).frames)
+
+    embedded_generator.set_loras((LoraRef(path=path, alpha=0.5),))
+    assert torch.allclose(q.bias, bias + 0.5 * bias_delta) and torch.allclose(head.weight, weight + 0.5 * head_delta)
+    styled = frames_to_array(_gen(embedded_generator, photo, loras=(LoraRef(path=path, alpha=0.5),)).frames)
+    assert not np.array_equal(base, styled)
+    embedded_generator.set_loras(())
+    assert torch.equal(q.bias, bias) and torch.equal(head.weight, weight)
+    assert np.array_equal(base, frames_to_array(_gen(embedded_generator, photo).frames))
+
+
+def test_lora_with_unknown_or_misfit_keys_is_refused_whole(embedded_generator, photo, tmp_path):
+    dit = embedded_generator.pipe.dit
+    state = load_file(str(_random_lora(dit, tmp_path / "a.safetensors")))
+    bias = dit.blocks[0].self_attn.q.bias.detach().clone()
+    for extra, message in (({"blocks.0.self_attn.q.magnitude": torch.ones(3)}, "neither LoRA pairs nor"),
+                           ({"blocks.0.self_attn.q.diff_b": torch.ones(7)}, r"has shape \(7,\)"),
+                           ({"blocks.0.nonexistent.diff_b": torch.ones(7)}, "has no parameter")):
+        path = tmp_path / "bad.safetensors"
+        save_file({**state, **extra}, str(path))
+        with pytest.raises(ValueError, match=message):
+            embedded_generator.set_loras((LoraRef(path=path),))
+        assert embedded_generator.loras == () and torch.equal(dit.blocks[0].self_attn.q.bias, bias)
+        assert all(not m.lora_A_weights for m in dit.modules() if hasattr(m, "lora_A_weights"))
