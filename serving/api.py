@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wanray.config import DEFAULT_FPS, DEFAULT_FRAMES, GenerationConfig
 from wanray.inputs import InvalidInput, open_image_checked, prepare
+from wanray.sampling import FEW_STEPS
 from wanray.serving import dances
 from wanray.serving.config import ServeConfig
 from wanray.serving.errors import Conflict, NotFound, Unauthorized, Unavailable, install_error_handlers
@@ -88,7 +89,10 @@ def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -
         raise InvalidInput("give a prompt, or choose a dance (GET /v1/dances lists them)")
     height = _first(params.height, config.default_height, spec.default_height if spec else None)
     width = _first(params.width, config.default_width, spec.default_width if spec else None)
-    steps = _first(params.steps, config.default_steps, spec.default_steps if spec else None)
+    few_step = config.few_step_lora is not None
+    steps = _first(params.steps, config.default_steps, FEW_STEPS if few_step else None,
+                   spec.default_steps if spec else None)
+    cfg = _first(params.cfg, 1.0 if few_step else None)
     frames = _first(params.frames, config.default_frames, DEFAULT_FRAMES)
     if height is None or width is None or steps is None:
         raise InvalidInput("give height, width and steps (this server's model has no defaults it can see)")
@@ -97,11 +101,11 @@ def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -
     if params.lora:
         resolve_lora(config.lora_dir, params.lora)
     out = dict(prompt=prompt, dance=params.dance, negative_prompt=params.negative_prompt, height=height, width=width,
-               frames=frames, fps=_first(params.fps, DEFAULT_FPS), steps=steps, cfg=params.cfg, seed=seed,
+               frames=frames, fps=_first(params.fps, DEFAULT_FPS), steps=steps, cfg=cfg, seed=seed,
                lora=params.lora, lora_alpha=params.lora_alpha)
     if spec is not None:  # every remaining check of the core (sizes, 4n+1 frames, cfg, ...), before queueing
         prepare(GenerationConfig(image=image, prompt=prompt, height=height, width=width, frames=frames,
-                                 fps=out["fps"], steps=steps, cfg=params.cfg, seed=seed), spec)
+                                 fps=out["fps"], steps=steps, cfg=cfg, seed=seed), spec)
     return out
 
 

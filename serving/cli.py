@@ -38,6 +38,8 @@ def register(sub) -> None:
     up.add_argument("--redis-url", default=None, help="a running Redis; default: start redis-server locally")
     up.add_argument("--store", default=None, help="video folder or fsspec URI (default: outputs/serving)")
     up.add_argument("--lora-dir", default=None, help="folder of NAME.safetensors LoRAs")
+    up.add_argument("--few-step-lora", default=None, metavar="NAME",
+                    help="a 4-step distillation LoRA in --lora-dir: every job runs with it at 4 steps, cfg 1")
     up.add_argument("--auth-token-env", default=None, metavar="NAME",
                     help="require 'Authorization: Bearer $NAME' on /v1 (only its hash goes into the config)")
     up.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local cluster (default 4)")
@@ -76,6 +78,8 @@ def deploy_config(args: argparse.Namespace, redis_url: str) -> dict:
         overrides["model"] = {**app["args"].get("model", {}), "model": args.model}
     if args.lora_dir:
         overrides["lora_dir"] = str(Path(args.lora_dir).resolve())
+    if args.few_step_lora:
+        overrides["few_step_lora"] = args.few_step_lora
     if args.max_replicas:
         overrides["max_replicas"] = args.max_replicas
     if args.auth_token_env:

@@ -70,6 +70,9 @@ class ServeConfig:
     Attributes:
         model: which model every generator replica loads (the core's ``ModelConfig``).
         lora_dir: folder of LoRA files (``NAME.safetensors``); requests name a LoRA, never a path.
+        few_step_lora: name of a 4-step distillation LoRA in ``lora_dir`` (e.g. LightX2V's) that makes this a
+            few-step server: every job runs with it, 4 steps, cfg 1, shift 5 and the model family's sampler
+            (``wanray.sampling.few_step``); a request's own LoRA is added on top, its steps and cfg still count.
         redis_url: Redis for the job queue (Celery broker and result backend) and the job records.
         queue_name: the Celery queue; also the prefix of every Redis key the API writes.
         store_uri: where videos (and uploaded photos, until their job ends) are kept: a local folder or any
@@ -97,6 +100,7 @@ class ServeConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     lora_dir: str | None = None
+    few_step_lora: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = DEFAULT_QUEUE_NAME
     store_uri: str = "outputs/serving"
@@ -148,6 +152,8 @@ class ServeConfig:
             )
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
             raise ValueError("cpus_per_replica and gpus_per_replica must be >= 0")
+        if self.few_step_lora is not None and self.lora_dir is None:
+            raise ValueError(f"few_step_lora {self.few_step_lora!r} is a name in lora_dir; set lora_dir too")
         if self.auth_token_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.auth_token_sha256):
             raise ValueError("auth_token_sha256 must be 64 lowercase hex digits (wanray serve hash-token prints it)")
         if self.parallel.world_size > 1 or self.gpus_per_replica:

@@ -68,7 +68,8 @@ class VideoGenerator:
         self.jobs = JobStore.connect(config.redis_url, prefix=config.key_prefix, ttl_s=config.job_ttl_s)
         self.runner = JobRunner(
             jobs=self.jobs, store=VideoStore(config.store_uri), generator=self.generator, worker=self.name,
-            lora_dir=config.lora_dir, redelivery_timeout_s=config.redelivery_timeout_s,
+            lora_dir=config.lora_dir, few_step_lora=config.few_step_lora,
+            redelivery_timeout_s=config.redelivery_timeout_s,
             max_attempts=config.max_attempts, metrics=ServingMetrics(),
             visibility_factory=lambda job_id: BrokerVisibility(self.jobs.r, job_id),
         )

@@ -8,6 +8,7 @@ message later).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from wanray.config import GenerationConfig, LoraRef
 from wanray.inputs import InvalidInput, open_image_checked
+from wanray.sampling import few_step
 from wanray.serving.jobs import JobRecord, JobStatus, JobStore
 from wanray.serving.loras import resolve_lora
 from wanray.serving.metrics import ServingMetrics
@@ -33,17 +35,28 @@ class LeaseLost(Exception):
     """Another replica owns the job now (this one was presumed dead); stop without touching it."""
 
 
-def generation_config(record: JobRecord, image, lora_dir: str | None) -> GenerationConfig:
-    """The core's GenerationConfig for a stored job (the ingress already validated and filled it in)."""
+def generation_config(record: JobRecord, image, lora_dir: str | None, *, few_step_lora: str | None = None,
+                      spec=None) -> GenerationConfig:
+    """The core's GenerationConfig for a stored job (the ingress already validated and filled it in).
+
+    On a few-step server (``few_step_lora``) the job also gets that LoRA, first, and the sampler and shift of
+    ``few_step`` for ``spec``; its steps and cfg are the ones the ingress stored.
+    """
     p = record.params
     loras = ()
+    if few_step_lora:
+        loras = (LoraRef(path=resolve_lora(lora_dir, few_step_lora)),)
     if p.get("lora"):
-        loras = (LoraRef(path=resolve_lora(lora_dir, p["lora"]), alpha=float(p.get("lora_alpha", 1.0))),)
+        loras += (LoraRef(path=resolve_lora(lora_dir, p["lora"]), alpha=float(p.get("lora_alpha", 1.0))),)
     kwargs = dict(image=image, prompt=p["prompt"], seed=int(p["seed"]), height=p["height"], width=p["width"],
                   frames=p["frames"], fps=p["fps"], steps=p["steps"], cfg=p.get("cfg"), loras=loras)
     if p.get("negative_prompt"):
         kwargs["negative_prompt"] = p["negative_prompt"]
-    return GenerationConfig(**kwargs)
+    config = GenerationConfig(**kwargs)
+    if few_step_lora:
+        tuned = few_step(config, spec)
+        config = dataclasses.replace(config, sampler=tuned.sampler, sigma_shift=tuned.sigma_shift)
+    return config
 
 
 class _Heartbeat(threading.Thread):
@@ -68,9 +81,10 @@ class _Heartbeat(threading.Thread):
 class JobRunner:
     def __init__(self, *, jobs: JobStore, store: VideoStore, generator, worker: str, lora_dir: str | None,
                  redelivery_timeout_s: float, max_attempts: int, metrics: ServingMetrics | None = None,
-                 visibility_factory=None):
+                 visibility_factory=None, few_step_lora: str | None = None):
         self.jobs, self.store, self.generator = jobs, store, generator
         self.worker, self.lora_dir, self.max_attempts = worker, lora_dir, max_attempts
+        self.few_step_lora = few_step_lora
         # The lease runs out well before the broker redelivers, so the next replica finds it free.
         self.lease_s = redelivery_timeout_s / 2
         self.heartbeat_s = max(0.2, self.lease_s / 4)
@@ -123,7 +137,8 @@ class JobRunner:
             except FileNotFoundError:
                 raise InvalidInput("the uploaded photo is no longer in the store; submit the job again") from None
             image = open_image_checked(photo, "photo")
-            config = generation_config(record, image, self.lora_dir)
+            config = generation_config(record, image, self.lora_dir, few_step_lora=self.few_step_lora,
+                                       spec=getattr(self.generator, "spec", None))
             result = self.generator.generate(config, progress=progress)
             if heartbeat.state == "cancel":
                 raise JobCancelled()

@@ -282,3 +282,25 @@ def test_loras_are_listed_and_accepted_by_name(services_for, serve_config, tmp_p
     assert response.status_code == 202 and response.json()["params"]["lora"] == "anime-v1"
     message = assert_clean_error(submit(client, photo_bytes, lora="ghibli"), 422, "unknown LoRA", "anime-v1")
     assert str(lora_dir) not in message
+
+
+def test_a_few_step_server_defaults_to_4_steps_without_cfg(services_for, serve_config, tmp_path, photo_bytes):
+    from fastapi.testclient import TestClient
+
+    from wanray.serving.api import create_api
+
+    lora_dir = tmp_path / "loras"
+    lora_dir.mkdir()
+    (lora_dir / "distill-4step.safetensors").write_bytes(b"x")
+    config = serve_config.replace(lora_dir=str(lora_dir), few_step_lora="distill-4step")
+    client = TestClient(create_api(services_for(config)))
+    data = {"dance": "wave", "frames": "5"}
+    response = client.post("/v1/videos", files={"photo": ("me.png", photo_bytes, "image/png")}, data=data)
+    assert response.status_code == 202, response.text
+    params = response.json()["params"]
+    assert (params["steps"], params["cfg"]) == (4, 1.0)
+    # what a request says still counts
+    params = submit(client, photo_bytes, steps=2, cfg=2.5).json()["params"]
+    assert (params["steps"], params["cfg"]) == (2, 2.5)
+    with pytest.raises(ValueError, match="few_step_lora 'distill-4step' is a name in lora_dir; set lora_dir"):
+        serve_config.replace(few_step_lora="distill-4step")

@@ -4,6 +4,7 @@ real mp4, cancel mid-run, bad input, a crash inside generation, redelivery, the 
 import time
 
 import pytest
+import torch
 
 from wanray.serving.jobs import JobStatus, JobStore, new_job_id
 from wanray.serving.store import VideoStore, input_key, video_key
@@ -126,3 +127,33 @@ def test_a_crash_inside_generation_fails_the_job_without_leaking_details(jobs, s
     error = jobs.get(job_id).error
     assert "RuntimeError" in error and "/opt/secret" not in error and "server log" in error
     assert jobs.depth() == 0
+
+
+def test_a_few_step_server_runs_every_job_with_its_lora_and_sampler(jobs, store, embedded_generator, photo_bytes,
+                                                                   tmp_path):
+    from safetensors.torch import save_file
+
+    dit = embedded_generator.pipe.dit
+    lora_dir = tmp_path / "loras"
+    lora_dir.mkdir()
+    for name, scale in (("distill-4step", 0.01), ("style", 0.02)):
+        q = dit.blocks[0].self_attn.q
+        save_file({"blocks.0.self_attn.q.lora_A.weight": torch.randn(2, q.in_features) * scale,
+                   "blocks.0.self_attn.q.lora_B.weight": torch.randn(q.out_features, 2) * scale},
+                  str(lora_dir / f"{name}.safetensors"))
+    seen = []
+
+    class Recording(Spy):
+        def generate(self, config, progress=None):
+            seen.append(config)
+            return super().generate(config, progress)
+
+    spy = Recording(embedded_generator)
+    few = runner(jobs, store, spy, lora_dir=str(lora_dir), few_step_lora="distill-4step")
+    job_id = new_job(jobs, store, photo_bytes, steps=4, cfg=1.0, lora="style", lora_alpha=0.5)
+    assert few.run(job_id) == "succeeded"
+    config = seen[-1]
+    assert (config.sampler, config.sigma_shift, config.steps, config.cfg) == ("renoise", 5.0, 4, 1.0)
+    assert [(l.path.name, l.alpha) for l in config.loras] == [("distill-4step.safetensors", 1.0),
+                                                             ("style.safetensors", 0.5)]
+    embedded_generator.set_loras(())
