@@ -41,8 +41,9 @@ def main() -> None:
     cluster = start_head(num_cpus=8)
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        data = generate(SynthConfig(n=args.n, out=work / "data", height=args.size, width=args.size,
-                                    frames=args.frames + 8))
+        generate(SynthConfig(n=args.n, out=work / "data", height=args.size, width=args.size,
+                             frames=args.frames + 8))
+        data = work / "data"
         shape = VideoShape(height=args.size, width=args.size, frames=args.frames, fps=15)
         started = time.perf_counter()
         build_cache(CacheConfig(root=data, out=work / "cache", split="all", shape=shape))

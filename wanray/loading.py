@@ -3,7 +3,8 @@
 The same code path loads a 14B checkpoint and the embedded miniature. Every file is checked before
 any weight is loaded: a missing shard, an unexpected or missing key, or a wrong shape is an error that
 names the file and what was expected. ``.pth`` files load with ``weights_only=True``; safetensors
-headers are read without loading data. Nothing here reaches for a model hub.
+headers are read without loading data. DiT files may be FP8 (float8 weights with scales, as the
+community FP8 releases ship them; see ``fp8_checkpoint.py``). Nothing here reaches for a model hub.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable
 import torch
 
 from wanray import components as C
+from wanray import fp8_checkpoint
 from wanray.accel import speed_up_cpu_conv3d
 from wanray.specs import (
     CLIP_FILE,
@@ -167,7 +169,12 @@ def check_model_dir(root: Path, spec: ModelSpec) -> ModelFiles:
     builders = C.component_builders(spec)
     for shards in files.dit_shards:
         where = f"{shards[0].parent} (DiT: {', '.join(p.name for p in shards)})"
-        shapes = _safetensors_shapes(shards)
+        try:
+            shapes, fp8_scales = fp8_checkpoint.split_scales(_safetensors_shapes(shards), where)
+        except ValueError as e:
+            raise ModelFileError(str(e)) from e
+        if fp8_scales:
+            where += f" (FP8, {fp8_scales} scales)"
         compare_keys(where, C.convert_dit_keys(shapes), C.expected_shapes(builders["dit"](True)))
         if spec.vace is not None:
             compare_keys(where + " VACE", C.convert_vace_keys(shapes), C.expected_shapes(builders["vace"](True)))
@@ -223,7 +230,7 @@ def load_components(files: ModelFiles, spec: ModelSpec, dtype: torch.dtype = tor
 
     dits, vaces = [], []
     for shards in files.dit_shards:
-        state = _load_safetensors(shards)
+        state = fp8_checkpoint.dequantize(_load_safetensors(shards), dtype)
         dits.append(_load_module(builders["dit"], C.convert_dit_keys(state), dtype))
         if spec.vace is not None:
             vaces.append(_load_module(builders["vace"], C.convert_vace_keys(state), dtype))

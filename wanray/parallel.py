@@ -14,6 +14,15 @@ Parallelism is applied to a built pipeline here; the model code stays DiffSynth'
 - token chunking and the final gather are DiffSynth's own ``use_unified_sequence_parallel`` path;
 - CFG parallel merges the two CFG passes into one batch of 2 (DiffSynth's ``cfg_merge``) and gives each
   CFG rank one element of it.
+
+Why not PipeFusion (xDiT's patch-level pipeline parallelism): xfuser 0.7.0 cannot apply it to Wan. Its
+Wan runner (``xfuser/model_executor/runner_models/wan.py``) leaves ``pipefusion_parallel_degree`` off, so
+a degree > 1 is refused; its Wan transformer wrapper only splits the sequence (no stage split, no
+stale-KV cache); its patch metadata for video ("Wan*" takes the HunyuanVideo branch) is a TODO; and
+PipeFusion pipelines are registered only for PixArt, SD3, SDXL, Flux, HunyuanDiT, Sana and a few others.
+Adding it would mean a Wan stage-split wrapper, per-patch 3-D RoPE slicing, a patch pipeline over frames
+and, for Wan2.2, flushing the KV cache at the expert switch (xDiT issues 490, 500, 509 ask for it; none is
+answered with an implementation). USP + CFG parallel, as here, is the path Wan's own repo and xDiT take.
 """
 
 from __future__ import annotations
