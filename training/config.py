@@ -152,6 +152,8 @@ class StrategySettings:
             in the backward pass (selective checkpointing: faster, + tokens x dim x 2 bytes per block).
         precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16`` or ``fp32``.
         attention: attention backend (``wanray.attention``); ``auto`` picks the fastest installed.
+        compile: ``torch.compile`` each DiT/VACE block (regional, after the LoRA is added; inductor's
+            on-disk cache as in generation, ``$WANRAY_COMPILE_CACHE``). CPU works too (needs a C++ compiler).
     """
 
     engine: Literal["ddp", "deepspeed"] = "ddp"
@@ -163,6 +165,7 @@ class StrategySettings:
     recompute_attention: bool = True
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     attention: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ("ddp", "deepspeed"):

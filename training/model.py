@@ -215,6 +215,10 @@ def build_training_model(config: TrainConfig, device: torch.device, latents_cach
         offload=config.strategy.checkpoint_offload,
         recompute_attention=config.strategy.recompute_attention,
     ).to(device)
+    if config.strategy.compile:
+        from wanray.accel import compile_blocks
+
+        compile_blocks((dit, vace if uses_vace else None))
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
     module.train()
     parked = park(pipe, dit, latents_cached) if device.type == "cuda" else []

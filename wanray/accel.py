@@ -250,23 +250,47 @@ def restore_diffsynth_kernels(*models: torch.nn.Module) -> None:
 # -- torch.compile --
 
 
-def compile_dit_blocks(pipe, cache_dir: str | None = None) -> None:
+def compile_dit_blocks(pipe, cache_dir: str | None = None) -> int:
+    """Regional ``torch.compile`` of a pipeline's DiTs and VACE branch (see ``compile_blocks``)."""
+    return compile_blocks((pipe.dit, pipe.dit2, pipe.vace), cache_dir)
+
+
+def _user_inductor_cache_dir() -> str:
+    """``$TORCHINDUCTOR_CACHE_DIR`` when the user chose it, else ~/.cache/wanray/inductor (not /tmp)."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+        return chosen
+    return os.path.expanduser("~/.cache/wanray/inductor")
+
+
+def compile_blocks(models, cache_dir: str | None = None) -> int:
     """Regional ``torch.compile``: each DiT/VACE block class is compiled once and reused by every layer.
 
-    Inductor's on-disk caches (FX graph and autotuning) go to ``cache_dir`` (default
-    ``$WANRAY_COMPILE_CACHE`` or ~/.cache/wanray/inductor), so a restarted serve replica does not recompile.
+    ``models`` are DiTs (``blocks``) or VACE branches (``vace_blocks``); ``None`` entries are skipped.
+    Inductor's on-disk caches (FX graph, autograd and autotuning) go to ``cache_dir`` (default
+    ``$WANRAY_COMPILE_CACHE``, else a ``$TORCHINDUCTOR_CACHE_DIR`` the user set, else
+    ~/.cache/wanray/inductor), so a restarted serve replica or training worker does not recompile.
+    Returns how many blocks were compiled.
     """
     import os
 
-    cache_dir = cache_dir or os.environ.get("WANRAY_COMPILE_CACHE") or os.path.expanduser("~/.cache/wanray/inductor")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache_dir)
+    cache_dir = cache_dir or os.environ.get("WANRAY_COMPILE_CACHE") or _user_inductor_cache_dir()
+    # set, not setdefault: torch writes its own default (/tmp/torchinductor_$USER) into the environment
+    # the first time anything asks for the cache dir, which may already have happened in this process
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     count = 0
-    for model in (pipe.dit, pipe.dit2, getattr(pipe.vace, "vace", pipe.vace)):
+    for model in models:
+        model = getattr(model, "vace", model)  # DiffSynth wraps the VACE branch
         if model is None:
             continue
         for block in (model.blocks if hasattr(model, "blocks") else model.vace_blocks):
             block.compile(dynamic=False)
             count += 1
     log.info("torch.compile: %d DiT blocks (cache %s)", count, cache_dir)
+    return count
