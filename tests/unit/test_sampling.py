@@ -77,9 +77,9 @@ def test_installing_a_sampler_always_puts_the_pipeline_scheduler_back():
         assert isinstance(pipe.scheduler, ReNoiseScheduler)
         raise RuntimeError("boom")
     assert pipe.scheduler is original
-    with pytest.raises(ValueError, match="unknown sampler 'ddim'; choose one of euler, renoise"):
-        with sampler_installed(pipe, "ddim", seed=1):
-            pass
+    with pytest.raises(ValueError, match="unknown sampler 'ddim'; choose one of euler, renoise"), \
+            sampler_installed(pipe, "ddim", seed=1):
+        pass
 
 
 def test_renoise_generation_is_seeded_and_differs_from_euler(embedded_generator, photo):
