@@ -48,6 +48,7 @@ class VideoGenerator:
 
     def __init__(self, config: ServeConfig, loader=None):
         from wanray.serving.jobs import JobStore
+        from wanray.serving.loras import resolve_lora
         from wanray.serving.metrics import ServingMetrics
         from wanray.serving.models import load_generator, model_spec_for
         from wanray.serving.queue import BrokerVisibility
@@ -62,6 +63,8 @@ class VideoGenerator:
                      visible_gpus(), config.gpus_per_replica)
         if spec is not None:
             check_parallel(config.parallel, num_heads=spec.dit.num_heads, gpus_per_replica=config.gpus_per_replica)
+        if config.few_step_lora:  # a misconfigured server fails here, not in every job
+            resolve_lora(config.lora_dir, config.few_step_lora)
         self.generator = (loader or load_generator)(config.model, config.parallel)
         check_parallel(config.parallel, num_heads=self.generator.spec.dit.num_heads,
                        gpus_per_replica=config.gpus_per_replica)

@@ -138,7 +138,7 @@ class JobRunner:
                 raise InvalidInput("the uploaded photo is no longer in the store; submit the job again") from None
             image = open_image_checked(photo, "photo")
             config = generation_config(record, image, self.lora_dir, few_step_lora=self.few_step_lora,
-                                       spec=getattr(self.generator, "spec", None))
+                                       spec=self.generator.spec if self.few_step_lora else None)
             result = self.generator.generate(config, progress=progress)
             if heartbeat.state == "cancel":
                 raise JobCancelled()

@@ -157,3 +157,15 @@ def test_a_few_step_server_runs_every_job_with_its_lora_and_sampler(jobs, store,
     assert [(l.path.name, l.alpha) for l in config.loras] == [("distill-4step.safetensors", 1.0),
                                                              ("style.safetensors", 0.5)]
     embedded_generator.set_loras(())
+
+
+def test_a_few_step_server_without_its_lora_fails_at_replica_start(serve_config, tmp_path):
+    from wanray.inputs import InvalidInput
+    from wanray.serving.generator import VideoGenerator
+
+    (tmp_path / "loras").mkdir()
+    config = serve_config.replace(lora_dir=str(tmp_path / "loras"), few_step_lora="distill-4step")
+    loaded = []
+    with pytest.raises(InvalidInput, match="unknown LoRA 'distill-4step'"):
+        VideoGenerator(config, loader=lambda *a: loaded.append(a))
+    assert loaded == []  # refused before any model work
