@@ -259,10 +259,12 @@ def _user_inductor_cache_dir() -> str:
     """``$TORCHINDUCTOR_CACHE_DIR`` when the user chose it, else ~/.cache/wanray/inductor (not /tmp)."""
     import os
 
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
+    try:  # torch-internal; only tells torch's own default apart from a user's choice
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        default_cache_dir = None
     chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+    if chosen and default_cache_dir and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
         return chosen
     return os.path.expanduser("~/.cache/wanray/inductor")
 
