@@ -380,21 +380,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m wanray.datasets.cache",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"cache: error: {e}", file=sys.stderr)
-        return 1
+    from wanray.datasets.cli import module_main
+
+    return module_main(sys.modules[__name__], argv, errors=(ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

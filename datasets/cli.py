@@ -18,6 +18,26 @@ from collections import Counter
 from pathlib import Path
 
 
+def module_main(module, argv: list[str] | None, errors: tuple[type[Exception], ...]) -> int:
+    """``python -m wanray.datasets.<name>``: ``module``'s ``add_arguments`` and ``run``, INFO logs, and the
+    ``errors`` a user can fix printed as one line (``<name>: error: ...``, exit 1) instead of a traceback."""
+    import logging
+
+    dotted = module.__spec__.name  # not __name__, which is "__main__" under python -m
+    name = dotted.rpartition(".")[2]
+    parser = argparse.ArgumentParser(prog=f"python -m {dotted}", description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return module.run(args)
+    except errors as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 1
+
+
 def register(sub) -> None:
     from wanray.datasets import cache, synth
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from dataclasses import replace
 
 import ray
 
 from wanray.config import GenerationConfig, ModelConfig
+from wanray.raycluster.local import free_port
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ class RankWorker:
         self.generator.generate(config)  # collectives with the other ranks; rank 0 keeps the frames
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 class ParallelGenerator:
     """``WanGenerator``'s interface (spec, device, generate) over ``model.ulysses_degree x cfg_degree`` ranks."""
 
@@ -54,7 +48,7 @@ class ParallelGenerator:
         from wanray.generation import WanGenerator
 
         world = model.ulysses_degree * model.cfg_degree
-        master, port = ray.util.get_node_ip_address(), _free_port()
+        master, port = ray.util.get_node_ip_address(), free_port(host="")  # the rendezvous listens on all interfaces
         placement_group = placement_group or ray.util.get_current_placement_group()
         self.workers = []
         for rank in range(1, world):

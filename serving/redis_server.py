@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from wanray.raycluster.local import free_port
 
 
 @dataclass(kw_only=True)
@@ -20,12 +21,6 @@ class RedisServer:
     url: str  # redis://127.0.0.1:PORT/0
     pid: int
     data_dir: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_server_executable() -> str:
