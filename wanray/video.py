@@ -1,4 +1,4 @@
-"""Reading and writing images and videos (imageio + its bundled ffmpeg)."""
+"""Reading and writing images and videos (imageio + its bundled ffmpeg, or PyAV)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,16 @@ def read_video(path: Path | str, max_frames: int | None = None) -> tuple[list[Im
 
 
 def write_mp4(frames: list[Image.Image] | np.ndarray, path: Path | str, fps: float, quality: int = 8) -> Path:
-    """h264 mp4 (yuv420p, playable in browsers and phones); sizes are made even, as yuv420p needs."""
-    import imageio
+    """h264 mp4 (yuv420p, playable in browsers and phones); sizes are made even, as yuv420p needs.
 
+    Written with imageio's bundled ffmpeg; where imageio-ffmpeg is absent (a lean GPU host), with PyAV.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not _has_imageio_ffmpeg() and _has_pyav():
+        return _write_mp4_pyav(frames, path, fps)
+    import imageio
+
     writer = imageio.get_writer(
         str(path), fps=fps, codec="libx264", quality=quality, pixelformat="yuv420p", macro_block_size=2,
         ffmpeg_log_level="error",
@@ -46,6 +51,16 @@ def write_mp4(frames: list[Image.Image] | np.ndarray, path: Path | str, fps: flo
     return path
 
 
+def _write_mp4_pyav(frames: list[Image.Image] | np.ndarray, path: Path, fps: float) -> Path:
+    import imageio.v3 as iio
+
+    video = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])  # [T, H, W, 3]
+    pad_h, pad_w = video.shape[1] % 2, video.shape[2] % 2  # yuv420p needs even sizes: repeat the last row/column
+    video = np.pad(video, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    iio.imwrite(path, video, plugin="pyav", codec="libx264", fps=float(fps), out_pixel_format="yuv420p")
+    return path
+
+
 def frames_to_array(frames: list[Image.Image]) -> np.ndarray:
     """[T, H, W, 3] uint8."""
     return np.stack([np.asarray(f.convert("RGB"), dtype=np.uint8) for f in frames])
@@ -55,3 +70,9 @@ def _has_pyav() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("av") is not None
+
+
+def _has_imageio_ffmpeg() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
