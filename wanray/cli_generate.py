@@ -37,6 +37,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="attention backend; auto picks the fastest installed for the device, an explicit one "
                         "that is missing fails with how to install it")
     g.add_argument("--fp8-storage", action="store_true", help="keep DiT linear weights in FP8 (about half the memory)")
+    g.add_argument("--fp8-compute", action="store_true",
+                   help="FP8 matmuls for the DiT's linear layers (torchao float8): FP8 weights as --fp8-storage, and "
+                        "faster; needs a GPU of compute capability >= 8.9 (Ada, Hopper) and pip install 'wanray[fp8]'")
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -142,7 +145,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--out must end in .mp4, got {out.name!r}")
     generator = WanGenerator.load(
         ModelConfig(model=args.model, model_spec=args.model_spec, device=args.device, dtype=args.dtype,
-                    attention=args.attention, fp8_storage=args.fp8_storage)
+                    attention=args.attention, fp8_storage=args.fp8_storage, fp8_compute=args.fp8_compute)
     )
     result = generator.generate(gen_config, show_progress=not args.no_progress)
     path = result.save(out)

@@ -65,7 +65,11 @@ class ModelConfig:
         device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``bfloat16``, ``float16``, ``float32``.
         attention: attention backend (see ``wanray.attention``), ``auto`` picks the best available.
-        fp8_storage: keep the DiT's linear weights in float8 (e4m3) and upcast per layer: ~half the memory.
+        fp8_storage: keep the DiT's linear weights in float8 (e4m3) and upcast per layer: ~half the memory,
+            no speed-up; any device.
+        fp8_compute: FP8 matmuls (torchao float8, ``accel.apply_fp8_compute``) for the DiT/VACE blocks' linear
+            layers: float8 weights (~half the memory, as fp8_storage) and faster matmuls. Needs a CUDA GPU of
+            compute capability >= 8.9 and ``pip install 'wanray[fp8]'``. Pick one of fp8_storage and fp8_compute.
         fast_kernels: replace DiffSynth's float64 RoPE and unfused RMSNorm with float32 RoPE and
             ``F.rms_norm`` (same results to within float32 rounding); off only for baselines.
         compile: ``torch.compile`` the DiT blocks (regional: one compiled block reused by all layers).
@@ -79,10 +83,16 @@ class ModelConfig:
     dtype: str = "auto"
     attention: str = "auto"
     fp8_storage: bool = False
+    fp8_compute: bool = False
     fast_kernels: bool = True
     compile: bool = False
     ulysses_degree: int = 1
     cfg_degree: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fp8_storage and self.fp8_compute:
+            raise ValueError("fp8_storage and fp8_compute both store the DiT weights in float8; pick one "
+                             "(fp8_compute also runs the matmuls in float8, on GPUs of compute capability >= 8.9)")
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -98,6 +98,7 @@ class WanGenerator:
         self.dtype = dtype
         self.attention = attention
         self.fp8_storage = False
+        self.fp8_compute = False
         self.compiled = False
         self.parallel = ParallelConfig()
         self.loras: tuple[LoraRef, ...] = ()
@@ -114,6 +115,10 @@ class WanGenerator:
         else:
             device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
+        if config.fp8_compute:  # before minutes of loading
+            accel.check_fp8_compute(device, "--fp8-compute")
+            if dtype != torch.bfloat16:
+                raise ValueError(f"--fp8-compute needs --dtype bfloat16 (torchao's per-row float8), got {config.dtype}")
         attention = install_attention(config.attention, device)
         started = time.perf_counter()
         components = load_model_dir(root, spec, dtype)
@@ -125,6 +130,10 @@ class WanGenerator:
             for dit in components.dits:
                 accel.apply_fp8_storage(dit)
             generator.fp8_storage = True
+        if config.fp8_compute:
+            for model in (*components.dits, *components.vaces):
+                accel.apply_fp8_compute(model)
+            generator.fp8_compute = True
         if parallel.world_size > 1:
             apply_parallel(pipe, parallel)
         # VAE tiles blend on the device (and split over the ranks of a multi-GPU group), not on the CPU.
@@ -234,6 +243,7 @@ class WanGenerator:
             "height": request.height,
             "width": request.width,
             "frames": request.frames,
+            "fp8_compute": self.fp8_compute,
             "steps": request.steps,
             "sampler": config.sampler,
             "cfg": request.cfg,
