@@ -154,6 +154,10 @@ class StrategySettings:
         attention: attention backend (``wanray.attention``); ``auto`` picks the fastest installed.
         compile: ``torch.compile`` each DiT/VACE block (regional, after the LoRA is added; inductor's
             on-disk cache as in generation, ``$WANRAY_COMPILE_CACHE``). CPU works too (needs a C++ compiler).
+        fp8: FP8 matmuls (torchao float8 training, ``accel.apply_fp8_training``) for the DiT/VACE blocks' linear
+            layers, forward and backward; with a LoRA the frozen base layers run in FP8 and the adapters do
+            not. Needs GPUs of compute capability >= 8.9 and ``pip install 'wanray[fp8]'``; use it with
+            ``compile`` (torchao's casts are fast only when compiled).
     """
 
     engine: Literal["ddp", "deepspeed"] = "ddp"
@@ -166,6 +170,7 @@ class StrategySettings:
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     attention: str = "auto"
     compile: bool = False
+    fp8: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ("ddp", "deepspeed"):
@@ -298,6 +303,9 @@ class TrainConfig:
     def method(self) -> str:
         return "lora" if self.lora is not None else "full"
 
+        if self.strategy.fp8 and not self.scaling.use_gpu:
+            raise ValueError("strategy.fp8 runs float8 matmuls on GPUs of compute capability >= 8.9 (H100, L40S, "
+                             "RTX 4090); set scaling.use_gpu=true or drop strategy.fp8")
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() / self.name

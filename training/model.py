@@ -215,6 +215,10 @@ def build_training_model(config: TrainConfig, device: torch.device, latents_cach
         offload=config.strategy.checkpoint_offload,
         recompute_attention=config.strategy.recompute_attention,
     ).to(device)
+    if config.strategy.fp8:  # after the LoRA (its adapters stay out of FP8), before compile
+        from wanray.accel import apply_fp8_training
+
+        apply_fp8_training((dit, vace if uses_vace else None))
     if config.strategy.compile:
         from wanray.accel import compile_blocks
 
