@@ -2,6 +2,7 @@
 
     python bench/train_step.py                 # GPU: 1280x720, 49 frames, random 14B weights, no files needed
     python bench/train_step.py --frames 33 --steps 2
+    python bench/train_step.py --compile --fp8 --only-ours   # + torch.compile and FP8 (torchao float8) rows
     python bench/train_step.py --cpu-embedded  # samples/s of the embedded model's training step on CPU
 
 Baseline: DiffSynth's own training approach at the same shape: a ``DiffusionTrainingModule`` whose
@@ -9,7 +10,8 @@ Baseline: DiffSynth's own training approach at the same shape: a ``DiffusionTrai
 ``FlowMatchSFTLoss`` with ``use_gradient_checkpointing``, torch AdamW (as ``launch_training_task``),
 DiffSynth's attention choice, float64 RoPE and RMSNorm. Ours: ``wanray.training.step.micro_step``, the
 loop's step, with our attention selection, float32 RoPE and fused RMSNorm (``accel.apply_fast_dit_kernels``),
-fused AdamW on float32 master copies of the bf16 LoRA weights; optionally ``torch.compile`` per block.
+fused AdamW on float32 master copies of the bf16 LoRA weights; optionally ``torch.compile`` per block and
+FP8 matmuls for the frozen base linears (``strategy.fp8``: ``accel.apply_fp8_training``, torchao float8).
 Prints a table of seconds per step, ratio to the baseline measured in the same run, and peak memory.
 """
 
@@ -61,7 +63,7 @@ def diffsynth_step(arch, frames, height, width):
 
 
 def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: str = "auto",
-                recompute_attention: bool = True):
+                recompute_attention: bool = True, fp8: bool = False):
     """Ours: the loop's micro_step on a DiTModule with the same LoRA, through DDPEngine (one GPU, no wrapper)."""
     from wanray import accel
     from wanray.attention import install_attention
@@ -76,6 +78,8 @@ def wanray_step(arch, frames, height, width, compile_blocks: bool, attention: st
     if hasattr(accel, "apply_fast_dit_kernels"):
         accel.apply_fast_dit_kernels(dit)
     add_lora(dit, LoraSettings(rank=32, target_modules=TARGETS), seed=0)
+    if fp8:  # as build_training_model orders it: after the LoRA, before compile
+        accel.apply_fp8_training((dit,))
     if compile_blocks:
         for block in dit.blocks:
             block.compile(dynamic=False)
@@ -125,15 +129,20 @@ def gpu(args) -> None:
     show(("DiffSynth (DiffusionTrainingModule + FlowMatchSFTLoss)", *timed(step, args.steps, args.warmup)))
     del step
     free()
-    variants = [("wanray micro_step", False, "sdpa", True), ("wanray micro_step", False, "auto", True),
-                ("wanray micro_step, self-attention kept (selective checkpointing)", False, "auto", False)]
+    # (name, compile, attention, recompute self-attention, FP8 linears)
+    variants = [("wanray micro_step", False, "sdpa", True, False), ("wanray micro_step", False, "auto", True, False),
+                ("wanray micro_step, self-attention kept (selective checkpointing)", False, "auto", False, False)]
     if args.compile:
-        variants += [("wanray micro_step + torch.compile blocks", True, "auto", True),
-                     ("wanray micro_step + torch.compile + self-attention kept", True, "auto", False)]
+        variants += [("wanray micro_step + torch.compile blocks", True, "auto", True, False),
+                     ("wanray micro_step + torch.compile + self-attention kept", True, "auto", False, False)]
+    if args.fp8:
+        variants += [("wanray micro_step + FP8 linears (strategy.fp8)", False, "auto", True, True),
+                     ("wanray micro_step + torch.compile + FP8 linears", True, "auto", True, True)]
     if args.only_ours:
-        variants = [v for v in variants if not v[3] or v[1]]
-    for name, compile_blocks, attention, recompute in variants:
-        step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention, recompute)
+        variants = [v for v in variants if not v[3] or v[1] or v[4]]
+    for name, compile_blocks, attention, recompute, fp8 in variants:
+        step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention, recompute,
+                                    fp8)
         show((f"{name} (attention {backend})", *timed(step, args.steps, args.warmup + compile_blocks)))
         del step
         free()
@@ -186,6 +195,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
+    p.add_argument("--fp8", action="store_true",
+                   help="also time FP8 linears (torchao float8 training, strategy.fp8), eager and compiled; "
+                        "needs a GPU of compute capability >= 8.9")
     p.add_argument("--only-ours", action="store_true", help="skip the plain SDPA/cuDNN variants (keep baseline)")
     p.add_argument("--cpu-embedded", action="store_true", help="embedded model samples/s on CPU instead")
     p.add_argument("--threads", type=int, default=2)
