@@ -298,14 +298,14 @@ class TrainConfig:
             raise ValueError("epochs, max_steps and log_every must be at least 1")
         if self.export_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"export_dtype must be bfloat16 or float32, got {self.export_dtype!r}")
+        if self.strategy.fp8 and not self.scaling.use_gpu:
+            raise ValueError("strategy.fp8 runs float8 matmuls on GPUs of compute capability >= 8.9 (H100, L40S, "
+                             "RTX 4090); set scaling.use_gpu=true or drop strategy.fp8")
 
     @property
     def method(self) -> str:
         return "lora" if self.lora is not None else "full"
 
-        if self.strategy.fp8 and not self.scaling.use_gpu:
-            raise ValueError("strategy.fp8 runs float8 matmuls on GPUs of compute capability >= 8.9 (H100, L40S, "
-                             "RTX 4090); set scaling.use_gpu=true or drop strategy.fp8")
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() / self.name
