@@ -35,7 +35,7 @@ def write_mp4(frames: list[Image.Image] | np.ndarray, path: Path | str, fps: flo
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not _has_imageio_ffmpeg() and _has_pyav():
+    if not has_imageio_ffmpeg() and _has_pyav():
         return _write_mp4_pyav(frames, path, fps)
     import imageio
 
@@ -72,7 +72,7 @@ def _has_pyav() -> bool:
     return importlib.util.find_spec("av") is not None
 
 
-def _has_imageio_ffmpeg() -> bool:
+def has_imageio_ffmpeg() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("imageio_ffmpeg") is not None

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from wanray import video
+from wanray.datasets import media
 
 
 def _smooth_frames(rng, frames: int, height: int, width: int) -> np.ndarray:
@@ -17,7 +18,7 @@ def _smooth_frames(rng, frames: int, height: int, width: int) -> np.ndarray:
 def test_write_mp4_round_trips_frames_and_fps(writer, tmp_path, monkeypatch):
     rng = np.random.default_rng()
     if writer == "pyav":
-        monkeypatch.setattr(video, "_has_imageio_ffmpeg", lambda: False)
+        monkeypatch.setattr(video, "has_imageio_ffmpeg", lambda: False)
     frames = _smooth_frames(rng, 9, 33, 48)  # odd height: padded to even for yuv420p
     path = video.write_mp4(list(frames), tmp_path / "sub" / "clip.mp4", fps=15)
     back, fps = video.read_video(path)
@@ -26,3 +27,8 @@ def test_write_mp4_round_trips_frames_and_fps(writer, tmp_path, monkeypatch):
     assert got.shape[1:] in {(33, 48, 3), (34, 48, 3)}
     error = np.abs(got[:, :33].astype(float) - frames.astype(float)).mean()
     assert error < 6, f"{writer}: mean abs error {error:.1f} levels"
+    # the dataset reader (one process per file) reads the same frames through the same backend
+    read, read_fps = media.read_frames(path, limit=lambda rate: 5)
+    assert len(read) == 5 and read_fps == pytest.approx(15)
+    assert np.array_equal(np.stack(read), got[:5])
+    assert media.probe_video(path) == media.VideoInfo(frames=9, fps=read_fps, width=48, height=got.shape[1])
