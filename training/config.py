@@ -261,6 +261,8 @@ class TrainConfig:
         expert_boundary: timestep fraction of 1000 where the experts meet (high-noise >= boundary).
         train_vace: full fine-tune only: also train the VACE branch.
         epochs / max_steps: stop after ``epochs`` epochs or ``max_steps`` optimizer steps, first reached.
+        max_time_s: also stop once this many seconds of training have passed (like Lightning's ``max_time``):
+            checked every ``log_every`` steps, then checkpointed and exported as a finished run.
         seed: seeds the weights of new layers, the data order and each step's noise and timestep.
         export_dtype: dtype of exported weights.
     """
@@ -279,6 +281,7 @@ class TrainConfig:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     epochs: int = 1
     max_steps: int | None = None
+    max_time_s: float | None = None
     seed: int = 0
     log_every: int = 1
     output_dir: str = "outputs/train"
@@ -296,6 +299,8 @@ class TrainConfig:
             raise ValueError("train_vace is for full fine-tunes (lora=None); a LoRA trains the DiT only")
         if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1) or self.log_every < 1:
             raise ValueError("epochs, max_steps and log_every must be at least 1")
+        if self.max_time_s is not None and self.max_time_s <= 0:
+            raise ValueError(f"max_time_s must be positive seconds (or None), got {self.max_time_s}")
         if self.export_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"export_dtype must be bfloat16 or float32, got {self.export_dtype!r}")
         if self.strategy.fp8 and not self.scaling.use_gpu:

@@ -181,11 +181,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     _progress(dist, f"{dist.world} worker(s) on {device}: {plan.total_steps} steps ({plan.steps_per_pass} per pass, "
                     f"{plan.rows_per_worker} rows per worker per pass), {config.method}, inputs from {plan.source}")
 
-    while state.step < plan.total_steps:
+    total_steps, started = plan.total_steps, time.perf_counter()
+    while state.step < total_steps:
         for i, row in enumerate(_rows_of_pass(shard, config, state.pass_index)):
             if i < state.rows_done:
                 continue  # trained on before the checkpoint this run resumed from
-            if i >= rows_per_pass or state.step >= plan.total_steps:
+            if i >= rows_per_pass or state.step >= total_steps:
                 break
             micro = i % grad_accum
             boundary = micro == grad_accum - 1
@@ -203,7 +204,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 state.pass_index, state.rows_done = state.pass_index + 1, 0
             _maybe_kill_self(config, dist, state.step)
 
-            last = state.step >= plan.total_steps
+            if config.max_time_s and state.step % config.log_every == 0:  # every rank checks at the same steps
+                out_of_time = time.perf_counter() - started > config.max_time_s
+                if dist.mean([float(out_of_time)], device)[0] > 0:
+                    _progress(dist, f"max_time_s={config.max_time_s:g} reached at step {state.step}: finishing")
+                    total_steps = state.step
+            last = state.step >= total_steps
             save = last or state.step % config.checkpoint.every_steps == 0
             validate = has_validation and (last or state.step % config.validation.every_steps == 0)
             if not (save or validate or state.step % config.log_every == 0):
@@ -227,7 +233,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 for key in ("loss", "lr", "samples_per_s"):
                     writer.add_scalar(f"train/{key}", metrics[key], state.step)
                 writer.flush()
-            _progress(dist, f"step {state.step}/{plan.total_steps}  loss {loss_mean:.4f}  lr {metrics['lr']:.2e}  "
+            _progress(dist, f"step {state.step}/{total_steps}  loss {loss_mean:.4f}  lr {metrics['lr']:.2e}  "
                             f"{metrics['samples_per_s']:.2f} samples/s" + (" (checkpoint)" if save else "")
                             + "".join(f"  {k} {metrics[k]:.3f}" for k in ("val_psnr", "val_ssim") if k in metrics))
             _report(dist, engine, config, state, metrics, checkpoint=save)

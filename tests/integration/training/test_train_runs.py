@@ -101,3 +101,15 @@ def test_deepspeed_steps_checkpoint_and_resume_on_two_cpu_workers(zero, tiny_dan
     lora = load_file(str(export_path(config)))
     assert lora["diffusion_model.blocks.0.self_attn.q.lora_A.weight"].shape == (4, 192)
     assert all(torch.isfinite(v).all() for v in lora.values())
+
+
+def test_max_time_s_stops_early_with_a_checkpoint_and_an_export(tiny_dance_set, tmp_path):
+    config = apply_overrides(embedded_lora_smoke(), [
+        f"data.dataset={tiny_dance_set}", f"output_dir={tmp_path}", "name=timed", "data.limit=2", "epochs=50",
+        "max_steps=40", "log_every=2", "max_time_s=0.001", "checkpoint.every_steps=100"])
+    result = run(config)
+    assert result.error is None
+    with result.checkpoint.as_directory() as d:
+        state = TrainerState.load(Path(d))
+    assert state.step == 2  # out of time at the first check (every log_every steps), not at max_steps
+    assert load_file(str(export_path(config)))
