@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 import time
@@ -27,31 +28,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 log = logging.getLogger(__name__)
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    from wanray.datasets.media import read_frames
+    from wanray.video import fit
+
+    frames, _ = read_frames(path)
+    return np.stack([np.asarray(fit(Image.fromarray(f), size, size)) for f in frames])  # [T, H, W, 3] uint8
 
 
 def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, crop: int = 0):
     """Endless batches [batch, 3, frames, crop, crop] in [-1, 1]: random windows and crops of the target videos.
 
-    The VAE is convolutional, so small crops teach it the same local code as whole frames at a fraction of
-    the cost per step; ``crop=0`` keeps whole ``size`` x ``size`` frames.
+    Every target video is decoded once, up front, by a process pool (a 128x128x33 clip is 1.6 MB: 800 of them
+    fit in memory), so the GPU is not left waiting on ffmpeg. The VAE is convolutional, so small crops teach
+    it the same local code as whole frames at a fraction of the cost per step; ``crop=0`` keeps whole frames.
     """
+    from concurrent.futures import ProcessPoolExecutor
+
     from wanray.datasets.schema import read_manifest, resolve_media
-    from wanray.video import fit, read_video
 
     rows = read_manifest(data_dir)
+    paths = [resolve_media(data_dir, row.video, "video") for row in rows]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        videos = list(pool.map(_decode, paths, [size] * len(paths), chunksize=8))
+    print(f"vae: decoded {len(videos)} videos in {time.perf_counter() - started:.1f} s", flush=True)
     rng = random.Random(seed)
-    cache: dict[str, np.ndarray] = {}
     pending: list[torch.Tensor] = []
     while True:
-        row = rng.choice(rows)
-        if row.id not in cache:
-            video, _ = read_video(resolve_media(data_dir, row.video, "video"))
-            cache[row.id] = np.stack([np.asarray(fit(f, size, size)) for f in video])  # [T, H, W, 3]
-            if len(cache) > 512:
-                cache.pop(next(iter(cache)))
-        video = cache[row.id]
+        video = rng.choice(videos)
         start = rng.randrange(0, max(1, len(video) - frames + 1))
         clip = video[start : start + frames]  # [T, H, W, 3]
         if crop:
@@ -64,7 +74,7 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
 
 
 def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
-              seed: int, batch: int = 8, crop: int = 32) -> Path:
+              seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None) -> Path:
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
     from wanray.specs import embedded
@@ -86,7 +96,11 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         print(f"vae: resumed at step {step}", flush=True)
     clips = _clips(data_dir, size, frames=5, seed=seed + step, batch=batch, crop=crop)
     window, started = [], time.perf_counter()
+    deadline = started + max_seconds if max_seconds else float("inf")
     while step < steps:
+        if time.perf_counter() > deadline:
+            print(f"vae: --max-seconds {max_seconds:g} reached at step {step}", flush=True)
+            break
         x = next(clips).to(device)
         z = model.encode(x, scale)  # [B, 16, 2, H/8, W/8]
         recon = model.decode(z, scale).clamp(-1, 1)
@@ -101,11 +115,17 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
             rate = len(window) * x.shape[0] / (time.perf_counter() - started)
             print(f"vae: step {step}/{steps}  loss {np.mean(window):.4f}  {rate:.2f} clips/s", flush=True)
             window, started = [], time.perf_counter()
-        if step % save_every == 0 or step == steps:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, ckpt_path)
+        if step % save_every == 0:
+            _save_vae_checkpoint(ckpt_path, model, optimizer, step)
+    if step % save_every:  # the last steps since a periodic checkpoint
+        _save_vae_checkpoint(ckpt_path, model, optimizer, step)
     vae.model = model.eval().requires_grad_(False).cpu()
     return _write_model_with_vae(vae, out / "model_vae")
+
+
+def _save_vae_checkpoint(path: Path, model, optimizer, step: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
 def _write_model_with_vae(vae, out: Path) -> Path:
@@ -124,7 +144,7 @@ def _write_model_with_vae(vae, out: Path) -> Path:
 
 
 def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, frames: int,
-              save_every: int) -> Path:
+              save_every: int, max_seconds: float | None = None) -> Path:
     from wanray.training.config import apply_overrides
     from wanray.training.presets import embedded_full
     from wanray.training.trainer import export_path, run
@@ -136,8 +156,10 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         f"model={model_dir.resolve()}", f"data.dataset={data_dir.resolve()}", f"output_dir={out.resolve()}",
         "name=dit_stage", f"max_steps={steps}", "epochs=1000", f"optim.lr={lr}", f"data.height={size}",
         f"data.width={size}", f"data.frames={frames}", f"checkpoint.every_steps={save_every}",
-        "validation.every_steps=0",
+        "validation.every_steps=0", "log_every=10",
     ]
+    if max_seconds:
+        overrides.append(f"max_time_s={max_seconds}")
     if device.type == "cuda":
         overrides += ["scaling.use_gpu=true", "strategy.precision=fp32"]
     config = apply_overrides(embedded_full(), overrides)
@@ -170,15 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="vae stage: clips per step")
     p.add_argument("--crop", type=int, default=32, help="vae stage: random square crop (0: whole frames)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="also stop after this many seconds of training, then write the model as if done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     data, out, device = Path(args.data), Path(args.out), torch.device(args.device)
     out.mkdir(parents=True, exist_ok=True)
     if args.stage == "vae":
         train_vae(data, out, device, args.steps, args.lr or 3e-4, args.size, args.save_every, args.seed, args.batch,
-                  args.crop)
+                  args.crop, args.max_seconds)
     else:
-        train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every)
+        train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
+                  args.max_seconds)
     return 0
 
 
