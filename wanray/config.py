@@ -115,6 +115,9 @@ class GenerationConfig:
             (``wanray.sampling``; ``wanray.sampling.few_step`` sets steps, cfg, shift and sampler for them).
         tea_cache: TeaCache relative-L1 threshold (None: off); needs calibrated coefficients for the model.
         tiled_vae: encode/decode the VAE in overlapping tiles (less memory, same result up to blending).
+        tile_size / tile_stride: tiles in latent units (x8 pixels). None (default): one tile per GPU of the
+            replica (``vae_tiling.tiles_for_ranks``), the whole frame on one GPU (720p x 77 decodes in ~10 GiB).
+            DiffSynth's fixed (30, 52) / (15, 26) is ``DEFAULT_TILE_SIZE`` / ``DEFAULT_TILE_STRIDE``.
     """
 
     image: object
@@ -137,6 +140,12 @@ class GenerationConfig:
     sampler: str = "euler"
     tea_cache: float | None = None
     tiled_vae: bool = True
-    tile_size: tuple[int, int] = DEFAULT_TILE_SIZE
-    tile_stride: tuple[int, int] = DEFAULT_TILE_STRIDE
+    tile_size: tuple[int, int] | None = None
+    tile_stride: tuple[int, int] | None = None
     loras: tuple[LoraRef, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if (self.tile_size is None) != (self.tile_stride is None):
+            raise ValueError("give tile_size and tile_stride together (or neither, for one tile per GPU)")
+        if self.tile_size is not None and not all(0 < st <= si for si, st in zip(self.tile_size, self.tile_stride)):
+            raise ValueError(f"tile_stride {self.tile_stride} must be positive and at most tile_size {self.tile_size}")

@@ -26,7 +26,7 @@ from wanray.sampling import sampler_installed
 from wanray.parallel import ParallelConfig, apply_parallel, check_parallel, init_parallel, local_device
 from wanray.loading import WanComponents, load_model_dir
 from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
-from wanray.vae_tiling import device_resident_tiling
+from wanray.vae_tiling import device_resident_tiling, tiles_for_ranks
 from wanray.video import write_mp4
 
 log = logging.getLogger(__name__)
@@ -218,24 +218,30 @@ class WanGenerator:
             num_inference_steps=request.steps,
             sigma_shift=request.sigma_shift,
             switch_DiT_boundary=self.spec.expert_boundary,
-            tiled=config.tiled_vae,
-            tile_size=tuple(config.tile_size),
-            tile_stride=tuple(config.tile_stride),
+            **self._vae_tiles(request, config),
             tea_cache_l1_thresh=config.tea_cache,
             tea_cache_model_id=tea_model or "",
             progress_bar_cmd=_progress_wrapper(progress, show_progress),
         )
 
+    def _vae_tiles(self, request: PreparedRequest, config: GenerationConfig) -> dict:
+        """DiffSynth's tiled / tile_size / tile_stride: as asked, or one tile per GPU of the replica."""
+        if config.tile_size is not None:
+            return {"tiled": config.tiled_vae, "tile_size": tuple(config.tile_size),
+                    "tile_stride": tuple(config.tile_stride)}
+        ranks, factor = self.parallel.world_size, self.pipe.vae.upsampling_factor  # pixels per latent
+        size, stride = tiles_for_ranks(request.height // factor, request.width // factor, ranks)
+        return {"tiled": config.tiled_vae and ranks > 1, "tile_size": size, "tile_stride": stride}
+
     def _info(self, request: PreparedRequest, config: GenerationConfig, tea_model: str | None, seconds: float) -> dict:
+        tiles = self._vae_tiles(request, config)
         return {
             "model": self.spec.name,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "attention": self.attention,
             "tea_cache": {"threshold": config.tea_cache, "model_id": tea_model} if tea_model else None,
-            "tiled_vae": {"tile_size": list(config.tile_size), "tile_stride": list(config.tile_stride)}
-            if config.tiled_vae
-            else None,
+            "tiled_vae": {k: list(v) for k, v in tiles.items() if k != "tiled"} if tiles["tiled"] else None,
             "fp8_storage": self.fp8_storage,
             "fp8_compute": self.fp8_compute,
             "compiled": self.compiled,

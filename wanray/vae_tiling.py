@@ -24,6 +24,27 @@ def tile_grid(height: int, width: int, size: tuple[int, int], stride: tuple[int,
     return tasks
 
 
+def tiles_for_ranks(height: int, width: int, ranks: int, overlap: int = 16) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(tile_size, tile_stride) in latent units that cut a height x width latent frame into ``ranks`` tiles.
+
+    One tile per GPU of the replica, as square as the frame allows, overlapping by ``overlap`` latents for
+    the blend. DiffSynth's fixed 30x52 / 15x26 tiles cut a 720p frame into 45 tiles that overlap by half:
+    ~5x the pixels of one pass (measured on an H200: 31 s tiled vs 6.2 s whole-frame for 720p x 77).
+    """
+    rows, cols = min(((r, ranks // r) for r in range(1, ranks + 1) if ranks % r == 0),
+                     key=lambda rc: abs(height / rc[0] - width / rc[1]))
+
+    def split(length: int, n: int) -> tuple[int, int]:
+        if n == 1:
+            return length, length
+        o = min(overlap, length // (2 * n))
+        size = -(-(length + (n - 1) * o) // n)  # ceil
+        return size, size - o
+
+    (size_h, stride_h), (size_w, stride_w) = split(height, rows), split(width, cols)
+    return (size_h, size_w), (stride_h, stride_w)
+
+
 def _ramp(length: int, left_edge: bool, right_edge: bool, border: int, device) -> torch.Tensor:
     x = torch.ones(length, device=device)
     if border > 0:
