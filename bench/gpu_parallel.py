@@ -98,7 +98,10 @@ def run(args) -> None:
         video = torch.rand(3, args.frames, args.height, args.width, device=device, dtype=dtype) * 2 - 1
         latents = torch.randn(1, 16, (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8, device=device,
                               dtype=dtype)
-        size, stride = tuple(args.tile), tuple(args.tile_stride)
+        from wanray.vae_tiling import tiles_for_ranks
+
+        size, stride = ((tuple(args.tile), tuple(args.tile_stride)) if args.tile
+                        else tiles_for_ranks(args.height // 8, args.width // 8, world))  # the product's default
         with torch.no_grad():
             enc = timed(lambda: vae.encode([video], device=device, tiled=True, tile_size=size, tile_stride=stride),
                         repeats=1, warmup=1)
@@ -142,7 +145,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--vae", action="store_true", help="also time VAE encode/decode with tiles spread over the GPUs")
-    p.add_argument("--tile", type=int, nargs=2, default=(30, 52), help="VAE tile (latent units)")
+    p.add_argument("--tile", type=int, nargs=2, default=None,
+                   help="VAE tile (latent units); default: one per GPU, as generation does (DiffSynth's: 30 52)")
     p.add_argument("--tile-stride", type=int, nargs=2, default=(15, 26))
     p.add_argument("--rows", default="/tmp/wanray_parallel_rows.jsonl")
     p.add_argument("--reference", default="/tmp/wanray_parallel_ref.pt")
