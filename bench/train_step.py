@@ -146,6 +146,12 @@ def gpu(args) -> None:
         show((f"{name} (attention {backend})", *timed(step, args.steps, args.warmup + compile_blocks)))
         del step
         free()
+    from gpu_common import save
+
+    print("saved", save("train_step", {
+        "shape": {"frames": args.frames, "height": args.height, "width": args.width, "tokens": tokens},
+        "rows": [{"step": n, "s_per_step": round(s, 2), "vs_diffsynth": round(rows[0][1] / s, 2),
+                  "peak_allocated_GiB": round(a, 1), "peak_reserved_GiB": round(r, 1)} for n, s, a, r in rows]}))
 
 
 def cpu_embedded(args) -> None:
