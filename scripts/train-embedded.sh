@@ -12,4 +12,4 @@ DATA=$OUT/synth
 $PY -m wanray.training.embedded --stage vae --data "$DATA" --out "$OUT" --device "$DEVICE" --steps 100000 \
     --batch 32 --crop 64 --max-seconds "$VAE_SECONDS" --save-every 1000
 $PY -m wanray.training.embedded --stage dit --data "$DATA" --out "$OUT" --device "$DEVICE" --steps 100000 \
-    --frames 17 --max-seconds "$DIT_SECONDS" --save-every 1000
+    --frames 17 --max-seconds "$DIT_SECONDS" --save-every 200

@@ -12,8 +12,9 @@ checkpoint when rerun with the same ``--out``; ``--device cuda`` runs the same c
   clips: L1 reconstruction in pixel space plus a small penalty 0.5 * z^2 that keeps the (Wan-normalised)
   latents near unit scale, which is what the DiT expects. Writes ``<out>/model_vae``: the bundled
   embedded model with this VAE.
-- dit: a full fine-tune of the DiT and its VACE branch with the Ray Train loop (preset ``embedded_full``)
-  on ``<out>/model_vae``, so the DiT learns in the trained VAE's latent space. Exports ``<out>/model``.
+- dit: encodes the train split once with the trained VAE and the frozen encoders (``<out>/latents``, a
+  ``wanray datasets cache``), then a full fine-tune of the DiT and its VACE branch with the Ray Train loop
+  (preset ``embedded_full``) on ``<out>/model_vae`` from those latents. Exports ``<out>/model``.
 """
 
 from __future__ import annotations
@@ -152,8 +153,10 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     model_dir = out / "model_vae"
     if not (model_dir / "wanray_spec.json").is_file():
         raise FileNotFoundError(f"{model_dir} is missing: run --stage vae first (the DiT learns in its VAE's latents)")
+    latents = _latent_cache(data_dir, model_dir, out / "latents", size, frames, device)
     overrides = [
         f"model={model_dir.resolve()}", f"data.dataset={data_dir.resolve()}", f"output_dir={out.resolve()}",
+        f"data.latent_cache={latents.resolve()}",
         "name=dit_stage", f"max_steps={steps}", "epochs=1000", f"optim.lr={lr}", f"data.height={size}",
         f"data.width={size}", f"data.frames={frames}", f"checkpoint.every_steps={save_every}",
         "validation.every_steps=0", "log_every=10",
@@ -175,6 +178,25 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     exported.rename(final)
     print(f"dit: wrote {final}", flush=True)
     return final
+
+
+def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, frames: int,
+                  device: torch.device) -> Path:
+    """The train split encoded once by the trained VAE and the frozen encoders (``wanray datasets cache``).
+
+    From pixels, every DiT step re-encodes its clip, prompt and photo: ~3.3 steps/s on an H200 for this tiny DiT.
+    """
+    from wanray.datasets.cache import CacheConfig, build_cache, cache_matches
+    from wanray.datasets.shape import VideoShape
+
+    model, shape = str(model_dir.resolve()), VideoShape(height=size, width=size, frames=frames)
+    if not cache_matches(cache_dir, model, shape, "train"):
+        cuda = device.type == "cuda"
+        build_cache(CacheConfig(root=data_dir, out=cache_dir, model=model, split="train", shape=shape,
+                                device=device.type, dtype="float32", gpus_per_actor=1.0 if cuda else 0.0,
+                                overwrite=True))
+    print(f"dit: latent cache {cache_dir}", flush=True)
+    return cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:

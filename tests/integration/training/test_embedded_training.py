@@ -1,0 +1,33 @@
+"""The embedded model's two training stages (python -m wanray.training.embedded), tiny, on CPU."""
+
+import torch
+from safetensors.torch import load_file
+
+from wanray.generation import EMBEDDED_MODEL_DIR
+from wanray.training.embedded import main
+
+
+def _vae_weights(model_dir):
+    return torch.load(model_dir / "Wan2.1_VAE.pth", map_location="cpu", weights_only=True)
+
+
+def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dance_set, tmp_path):
+    out = tmp_path / "embedded"
+    common = ["--data", str(tiny_dance_set), "--out", str(out), "--size", "64", "--save-every", "2"]
+    assert main(["--stage", "vae", *common, "--steps", "2", "--batch", "2", "--crop", "32"]) == 0
+    bundled, trained = _vae_weights(EMBEDDED_MODEL_DIR), _vae_weights(out / "model_vae")
+    assert bundled.keys() == trained.keys()
+    assert any(not torch.equal(bundled[k], trained[k]) for k in bundled)  # the VAE did train
+    assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
+    # rerun with more steps: resumes at its checkpoint
+    assert main(["--stage", "vae", *common, "--steps", "3", "--batch", "2", "--crop", "32"]) == 0
+    assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 3
+
+    assert main(["--stage", "dit", *common, "--steps", "2", "--frames", "5"]) == 0
+    assert list((out / "latents").glob("*/train.json"))  # encoded once, by the trained VAE
+    before = load_file(str(out / "model_vae" / "diffusion_pytorch_model-00001-of-00001.safetensors"))
+    after = load_file(str(out / "model" / "diffusion_pytorch_model-00001-of-00001.safetensors"))
+    assert before.keys() <= after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(_vae_weights(out / "model")["encoder.conv1.weight"],
+                       _vae_weights(out / "model_vae")["encoder.conv1.weight"])
