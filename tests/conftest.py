@@ -74,6 +74,16 @@ def redis_server():
 
 
 @pytest.fixture
+def without_torchao(monkeypatch):
+    """torchao looks uninstalled to wanray.accel, and the FP8 device check is off (so the install hint shows)."""
+    from wanray import accel
+
+    real = accel.importlib.util.find_spec
+    monkeypatch.setattr(accel, "_EMULATE_FP8", True)
+    monkeypatch.setattr(accel.importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
+
+
+@pytest.fixture
 def photo(tmp_path):
     """A fresh random photo-like PNG on disk."""
     rng = np.random.default_rng()

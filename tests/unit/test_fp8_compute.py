@@ -41,11 +41,7 @@ def test_an_older_gpu_is_named_with_its_capability(monkeypatch):
         accel.check_fp8_compute("cuda:0")
 
 
-def test_missing_torchao_names_the_install_command(monkeypatch):
-    real = accel.importlib.util.find_spec
-    monkeypatch.setattr(accel, "_EMULATE_FP8", True)
-    monkeypatch.setattr(accel.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torchao" else real(name, *a))
+def test_missing_torchao_names_the_install_command(without_torchao):
     with pytest.raises(BackendUnavailable, match=r"torchao, which is not installed: pip install 'wanray\[fp8\]'"):
         accel.check_fp8_compute("cpu", "--fp8-compute")
 

@@ -4,12 +4,10 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from wanray import accel
 from wanray.attention import BackendUnavailable
 from wanray.training.config import apply_overrides
-from wanray.training.flow import FlowMatching, step_generator
 from wanray.training.presets import embedded_lora_smoke
 
 pytest.importorskip("torchao.float8")
@@ -28,10 +26,9 @@ def test_fp8_on_a_cpu_worker_is_refused_with_what_it_needs():
         build_training_model(apply_overrides(embedded_lora_smoke(), FP8), torch.device("cpu"))
 
 
-def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monkeypatch):
+def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monkeypatch, loss_and_grads):
     from torchao.float8.float8_linear import Float8Linear
 
-    from wanray.encoding import TrainingSample, encode_sample
     from wanray.training.model import build_training_model
 
     reference = build_training_model(embedded_lora_smoke(), torch.device("cpu"))
@@ -48,18 +45,7 @@ def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monke
     assert len(converted) == per_block * (len(dit.blocks) + len(vace.vace_blocks)) + 1 + len(vace.vace_blocks)
     assert fp8.trainable == reference.trainable  # the adapters train, nothing else
 
-    rng = np.random.default_rng()
-    frames = [Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")) for _ in range(5)]
-    inputs = encode_sample(reference.generator.pipe, TrainingSample(video=frames, prompt="a dancer",
-                                                                    input_image=frames[0], vace_video=frames))
-    x0 = inputs.pop("input_latents")
-    sample = FlowMatching().noise(x0, step_generator(int(rng.integers(1000)), 0, 0), torch.float32)
-    results = []
-    for model in (reference, fp8):
-        loss = FlowMatching().loss(model.module(latents=sample.latents, timestep=sample.timestep, **inputs), sample)
-        loss.backward()
-        results.append((loss.item(), torch.cat([p.grad.flatten() for p in model.module.parameters()
-                                                if p.requires_grad])))
+    results = [(loss, torch.cat([g.flatten() for g in grads])) for loss, grads in loss_and_grads([reference, fp8])]
     (ref_loss, ref_grad), (fp8_loss, fp8_grad) = results
     assert np.isfinite(fp8_loss) and torch.isfinite(fp8_grad).all()
     # e4m3 keeps 3 mantissa bits (rounding <= 2^-4 = 6%) and the gradients' e5m2 2 (<= 12.5%); the errors of
@@ -71,13 +57,9 @@ def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monke
     assert torch.nn.functional.cosine_similarity(fp8_grad, ref_grad, dim=0) > 0.99
 
 
-def test_missing_torchao_names_the_install_command(monkeypatch):
+def test_missing_torchao_names_the_install_command(without_torchao):
     from wanray.components import build_dit
     from wanray.specs import embedded
 
-    real = accel.importlib.util.find_spec
-    monkeypatch.setattr(accel, "_EMULATE_FP8", True)
-    monkeypatch.setattr(accel.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torchao" else real(name, *a))
     with pytest.raises(BackendUnavailable, match=r"strategy.fp8 needs torchao.*pip install 'wanray\[fp8\]'"):
         accel.apply_fp8_training((build_dit(embedded().dit), None))
