@@ -1,16 +1,19 @@
 """Sequence parallel (Ulysses) and CFG parallel over gloo processes equal a single process."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch.multiprocessing as mp
 
 from wanray.parallel import ParallelConfig, check_parallel
+from wanray.raycluster.local import free_port
 from wanray.specs import embedded, wan21_i2v_14b_720p
 
-REQUEST = dict(prompt="a girl dances the twist", height=64, width=64, frames=9, steps=2, seed=11, cfg=3.0)
+# One VAE tile, as one process decodes by default: the DiT's parallel result is compared, not the VAE's seams
+# (a 2-rank default of one tile per rank is checked in tests/integration/serving/test_serving_parallel.py).
+REQUEST = dict(prompt="a girl dances the twist", height=64, width=64, frames=9, steps=2, seed=11, cfg=3.0,
+               tile_size=(8, 8), tile_stride=(8, 8))
 
 
 def _worker(rank, world, port, ulysses, cfg_degree, photo, out_dir):
@@ -29,12 +32,6 @@ def _worker(rank, world, port, ulysses, cfg_degree, photo, out_dir):
     torch.distributed.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("ulysses, cfg_degree", [(2, 1), (1, 2)])
 def test_parallel_matches_single_process(embedded_generator, photo, tmp_path, ulysses, cfg_degree):
     from wanray import GenerationConfig
@@ -42,7 +39,7 @@ def test_parallel_matches_single_process(embedded_generator, photo, tmp_path, ul
 
     reference = frames_to_array(embedded_generator.generate(GenerationConfig(image=photo, **REQUEST)).frames)
     world = ulysses * cfg_degree
-    mp.start_processes(_worker, args=(world, _free_port(), ulysses, cfg_degree, str(photo), str(tmp_path)),
+    mp.start_processes(_worker, args=(world, free_port(), ulysses, cfg_degree, str(photo), str(tmp_path)),
                        nprocs=world, start_method="spawn")
     outputs = [np.load(tmp_path / f"rank{r}.npy") for r in range(world)]
     for out in outputs:

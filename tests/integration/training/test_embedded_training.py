@@ -5,6 +5,7 @@ from safetensors.torch import load_file
 
 from wanray.generation import EMBEDDED_MODEL_DIR
 from wanray.training.embedded import main
+from wanray.training.state import TrainerState
 
 
 def _vae_weights(model_dir):
@@ -23,7 +24,10 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert main(["--stage", "vae", *common, "--steps", "3", "--batch", "2", "--crop", "32"]) == 0
     assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 3
 
-    assert main(["--stage", "dit", *common, "--steps", "2", "--frames", "5"]) == 0
+    # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
+    assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001"]) == 0
+    latest = max(p for p in (out / "dit_stage").glob("checkpoint_*") if p.is_dir())  # Ray names them by time
+    assert TrainerState.load(latest).step == 10
     assert list((out / "latents").glob("*/train.json"))  # encoded once, by the trained VAE
     before = load_file(str(out / "model_vae" / "diffusion_pytorch_model-00001-of-00001.safetensors"))
     after = load_file(str(out / "model" / "diffusion_pytorch_model-00001-of-00001.safetensors"))

@@ -80,12 +80,12 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_the_uninterrupted_run
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zero", [
-    ["strategy.engine=deepspeed", "strategy.zero_stage=2"],
-    ["strategy.engine=deepspeed", "strategy.zero_stage=3", "strategy.offload_optimizer=true",
-     "strategy.offload_params=true"],
-], ids=["zero2", "zero3-offload"])
-def test_deepspeed_steps_checkpoint_and_resume_on_two_cpu_workers(zero, tiny_dance_set, tmp_path):
+@pytest.mark.parametrize("zero, resume", [
+    (["strategy.engine=deepspeed", "strategy.zero_stage=2"], False),
+    (["strategy.engine=deepspeed", "strategy.zero_stage=3", "strategy.offload_optimizer=true",
+      "strategy.offload_params=true"], True),
+], ids=["zero2", "zero3-offload-resume"])
+def test_deepspeed_steps_checkpoint_and_resume_on_two_cpu_workers(zero, resume, tiny_dance_set, tmp_path):
     config = _config(tiny_dance_set, tmp_path, "ds", ["max_steps=2", "epochs=1", *zero])
     first = run(config)
     assert first.error is None
@@ -93,23 +93,12 @@ def test_deepspeed_steps_checkpoint_and_resume_on_two_cpu_workers(zero, tiny_dan
         files = {p.name for p in Path(d).rglob("*") if p.is_file()}
     assert any("optim_states" in f for f in files)  # DeepSpeed's sharded optimizer states, one per rank
     assert sum("optim_states" in f for f in files) == 2
-    resumed = run(apply_overrides(config, ["max_steps=3", "epochs=2"]))  # same name: continues at step 2
-    assert resumed.error is None
-    with resumed.checkpoint.as_directory() as d:
-        state = TrainerState.load(Path(d))
-    assert state.step == 3 and [m["step"] for m in state.history] == [1, 2, 3]
+    if resume:  # the harder case (parameters and optimizer both partitioned and offloaded); ~50 s of CI each
+        resumed = run(apply_overrides(config, ["max_steps=3", "epochs=2"]))  # same name: continues at step 2
+        assert resumed.error is None
+        with resumed.checkpoint.as_directory() as d:
+            state = TrainerState.load(Path(d))
+        assert state.step == 3 and [m["step"] for m in state.history] == [1, 2, 3]
     lora = load_file(str(export_path(config)))
     assert lora["diffusion_model.blocks.0.self_attn.q.lora_A.weight"].shape == (4, 192)
     assert all(torch.isfinite(v).all() for v in lora.values())
-
-
-def test_max_time_s_stops_early_with_a_checkpoint_and_an_export(tiny_dance_set, tmp_path):
-    config = apply_overrides(embedded_lora_smoke(), [
-        f"data.dataset={tiny_dance_set}", f"output_dir={tmp_path}", "name=timed", "data.limit=2", "epochs=50",
-        "max_steps=40", "log_every=2", "max_time_s=0.001", "checkpoint.every_steps=100"])
-    result = run(config)
-    assert result.error is None
-    with result.checkpoint.as_directory() as d:
-        state = TrainerState.load(Path(d))
-    assert state.step == 2  # out of time at the first check (every log_every steps), not at max_steps
-    assert load_file(str(export_path(config)))
