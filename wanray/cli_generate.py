@@ -67,7 +67,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tea-cache", type=float, default=None, metavar="THRESHOLD",
                    help="TeaCache step skipping with this relative-L1 threshold (e.g. 0.2); off by default")
     g.add_argument("--tiled-vae", action=argparse.BooleanOptionalAction, default=True,
-                   help="encode/decode the VAE in tiles of 30x52 latents, stride 15x26 (less memory)")
+                   help="encode/decode the VAE in tiles: one per GPU of the replica (the whole frame on one "
+                        "GPU), DiffSynth's 30x52 / 15x26 latents where that would not fit in free GPU memory")
     g.add_argument("--dance", default=None, metavar="NAME",
                    help="drive the motion with this procedural dance's pose skeleton (as the VACE video): "
                         "wave, twist, robot, jump, sway, march, spin")

@@ -10,9 +10,6 @@ from wanray.specs import DEFAULT_NEGATIVE_PROMPT
 # The seed's product target: 5 s at 15 fps. Wan needs 4n+1 frames; 75 is not, 77 is (5.13 s).
 DEFAULT_FPS = 15
 DEFAULT_FRAMES = 77
-# DiffSynth's (and the seed's) tiled-VAE defaults, in latent units (x8 pixels).
-DEFAULT_TILE_SIZE = (30, 52)
-DEFAULT_TILE_STRIDE = (15, 26)
 
 
 EXPERTS = ("all", "high_noise", "low_noise")
@@ -116,8 +113,9 @@ class GenerationConfig:
         tea_cache: TeaCache relative-L1 threshold (None: off); needs calibrated coefficients for the model.
         tiled_vae: encode/decode the VAE in overlapping tiles (less memory, same result up to blending).
         tile_size / tile_stride: tiles in latent units (x8 pixels). None (default): one tile per GPU of the
-            replica (``vae_tiling.tiles_for_ranks``), the whole frame on one GPU (720p x 77 decodes in ~10 GiB).
-            DiffSynth's fixed (30, 52) / (15, 26) is ``DEFAULT_TILE_SIZE`` / ``DEFAULT_TILE_STRIDE``.
+            replica (``vae_tiling.plan_tiles``), the whole frame on one GPU (720p x 77 decodes in ~10 GiB);
+            DiffSynth's small tiles where that would not fit in the GPU's free memory.
+            DiffSynth's (and the seed's) fixed tiles are ``vae_tiling.DIFFSYNTH_TILES``: (30, 52) / (15, 26).
     """
 
     image: object

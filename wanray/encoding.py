@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from wanray.vae_tiling import DIFFSYNTH_TILES
+
 ENCODED_KEYS = ("input_latents", "context", "y", "clip_feature", "vace_context")
 
 
@@ -82,8 +84,8 @@ def encode_sample(pipe, sample: TrainingSample, tiled: bool = False) -> dict[str
             "cfg_scale": 1,
             "cfg_merge": False,
             "tiled": tiled,
-            "tile_size": (30, 52),
-            "tile_stride": (15, 26),
+            "tile_size": DIFFSYNTH_TILES[0],
+            "tile_stride": DIFFSYNTH_TILES[1],
             "rand_device": "cpu",
             "vace_scale": 1.0,
         }

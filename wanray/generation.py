@@ -26,7 +26,7 @@ from wanray.sampling import sampler_installed
 from wanray.parallel import ParallelConfig, apply_parallel, check_parallel, init_parallel, local_device
 from wanray.loading import WanComponents, load_model_dir
 from wanray.specs import ModelSpec, get_spec, spec_for_dir, NAMED_SPECS
-from wanray.vae_tiling import device_resident_tiling, tiles_for_ranks
+from wanray.vae_tiling import device_resident_tiling, plan_tiles
 from wanray.video import write_mp4
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,12 @@ class WanGenerator:
         if config.tile_size is not None:
             return {"tiled": config.tiled_vae, "tile_size": tuple(config.tile_size),
                     "tile_stride": tuple(config.tile_stride)}
-        ranks, factor = self.parallel.world_size, self.pipe.vae.upsampling_factor  # pixels per latent
-        size, stride = tiles_for_ranks(request.height // factor, request.width // factor, ranks)
-        return {"tiled": config.tiled_vae and ranks > 1, "tile_size": size, "tile_stride": stride}
+        factor = self.pipe.vae.upsampling_factor  # pixels per latent
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        size, stride = plan_tiles(request.height, request.width, request.frames, self.parallel.world_size, free,
+                                  factor)
+        whole = size == (request.height // factor, request.width // factor)  # one tile: decode untiled
+        return {"tiled": config.tiled_vae and not whole, "tile_size": size, "tile_stride": stride}
 
     def _info(self, request: PreparedRequest, config: GenerationConfig, tea_model: str | None, seconds: float) -> dict:
         tiles = self._vae_tiles(request, config)

@@ -24,6 +24,23 @@ def tile_grid(height: int, width: int, size: tuple[int, int], stride: tuple[int,
     return tasks
 
 
+# Peak GPU memory of a Wan VAE pass per decoded pixel x frame: 10.1 GiB for a whole 720p x 77 decode (H200).
+VAE_BYTES_PER_PIXEL_FRAME = 150
+DIFFSYNTH_TILES = ((30, 52), (15, 26))  # DiffSynth's fixed tiles (latent units): ~1.4 GiB at 720p x 77
+
+
+def plan_tiles(height: int, width: int, frames: int, ranks: int, free_bytes: int | None = None,
+               factor: int = 8) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(tile_size, tile_stride) in latents for a ``height`` x ``width`` x ``frames`` video on ``ranks`` GPUs.
+
+    One tile per rank (``tiles_for_ranks``) when a tile's VAE pass fits in ``free_bytes`` (None: no limit,
+    as on the CPU), else DiffSynth's small fixed tiles (e.g. Wan2.2's two experts + encoders on one 80 GB card).
+    """
+    size, stride = tiles_for_ranks(height // factor, width // factor, ranks)
+    need = VAE_BYTES_PER_PIXEL_FRAME * size[0] * size[1] * factor * factor * frames
+    return (size, stride) if free_bytes is None or need <= free_bytes else DIFFSYNTH_TILES
+
+
 def tiles_for_ranks(height: int, width: int, ranks: int, overlap: int = 16) -> tuple[tuple[int, int], tuple[int, int]]:
     """(tile_size, tile_stride) in latent units that cut a height x width latent frame into ``ranks`` tiles.
 

@@ -7,7 +7,7 @@ import torch
 
 from wanray import components
 from wanray.specs import embedded
-from wanray.vae_tiling import tile_grid, tiled_decode, tiles_for_ranks
+from wanray.vae_tiling import DIFFSYNTH_TILES, plan_tiles, tile_grid, tiled_decode, tiles_for_ranks
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4, 8])
@@ -28,6 +28,14 @@ def test_tiles_for_ranks_gives_one_tile_per_rank_covering_the_frame(ranks):
 def test_a_720p_frame_on_four_gpus_is_cut_two_by_two():
     size, stride = tiles_for_ranks(90, 160, 4)
     assert size == (53, 88) and stride == (37, 72)
+
+
+def test_tiles_fall_back_to_diffsynths_small_ones_when_a_tile_would_not_fit():
+    gib = 2**30
+    assert plan_tiles(720, 1280, 77, 1) == ((90, 160), (90, 160))  # CPU: no limit, the whole frame
+    assert plan_tiles(720, 1280, 77, 1, free_bytes=12 * gib) == ((90, 160), (90, 160))  # measured ~10.1 GiB
+    assert plan_tiles(720, 1280, 77, 1, free_bytes=8 * gib) == DIFFSYNTH_TILES
+    assert plan_tiles(720, 1280, 77, 4, free_bytes=4 * gib) == ((53, 88), (37, 72))  # a quarter each fits
 
 
 def test_device_resident_tiled_decode_equals_diffsynths():

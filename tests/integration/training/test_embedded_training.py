@@ -25,7 +25,8 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 3
 
     # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
-    assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001"]) == 0
+    assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001",
+                 "--save-every", "100"]) == 0
     latest = max(p for p in (out / "dit_stage").glob("checkpoint_*") if p.is_dir())  # Ray names them by time
     assert TrainerState.load(latest).step == 10
     assert list((out / "latents").glob("*/train.json"))  # encoded once, by the trained VAE
