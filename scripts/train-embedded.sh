@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped embedded model (wanray/embedded_model/): render the synthetic set, train the VAE, then
 # the DiT + VACE with the Ray Train loop. The same command runs on a CPU (slowly) or a GPU host.
-#   scripts/train-embedded.sh cuda outputs/embedded            # what made the shipped weights (see training/README.md)
+#   scripts/train-embedded.sh cuda outputs/embedded            # GPU host, ~7 min (see training/README.md)
 #   scripts/train-embedded.sh cpu outputs/embedded 7200 14400  # CPU: time-box each stage (seconds)
 # Then: wanray generate --model outputs/embedded/model ...; copy outputs/embedded/model/* to ship it.
 set -euo pipefail
