@@ -10,7 +10,6 @@ from wanray.attention import BackendUnavailable
 from wanray.training.config import apply_overrides
 from wanray.training.presets import embedded_lora_smoke
 
-pytest.importorskip("torchao.float8")
 FP8 = ["scaling.use_gpu=true", "strategy.fp8=true"]
 
 
