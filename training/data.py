@@ -54,6 +54,15 @@ def _read_split(config: TrainConfig, split: str):
                              media=_media(config))
 
 
+def _split_size(config: TrainConfig, split: str) -> int:
+    """Rows ``_read_split`` yields, from the manifest: decoding never drops a row (it raises), and ``count()`` on
+    the lazy dataset would decode every video once in the driver just to count them."""
+    from wanray.datasets import ingest
+
+    return len(ingest.entry_table(ingest.IngestConfig(root=Path(config.data.dataset), split=split,
+                                                      media=_media(config))))
+
+
 def choose_source(config: TrainConfig) -> tuple[str, str]:
     """("cache" | "pixels", why) for this config."""
     if config.data.latent_cache is None:
@@ -79,17 +88,19 @@ def build_training_data(config: TrainConfig) -> TrainingData:
 
         train = cache.read_latent_cache(Path(config.data.latent_cache).expanduser(), config.data.split,
                                         fingerprint=cache.fingerprint(config.model, _shape(config)))
+        rows = train.count()  # parquet metadata (and an Arrow filter for a split of an ``all`` cache)
     else:
         train = _read_split(config, config.data.split)
+        rows = _split_size(config, config.data.split)
     if config.data.limit is not None:
-        train = train.limit(config.data.limit)
+        train, rows = train.limit(config.data.limit), min(rows, config.data.limit)
     datasets = {"train": train}
     if config.validation.every_steps:
         try:
             datasets["validation"] = _read_split(config, config.data.validation_split).limit(config.validation.samples)
         except IngestError as e:
             log.warning("validation off: %s", e)
-    return TrainingData(datasets=datasets, rows=train.count(), source=source, reason=reason)
+    return TrainingData(datasets=datasets, rows=rows, source=source, reason=reason)
 
 
 def row_to_sample(row: dict, extra_inputs: tuple[str, ...]):

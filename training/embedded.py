@@ -8,8 +8,8 @@
 Both stages print progress, checkpoint every ``--save-every`` steps and resume from their last
 checkpoint when rerun with the same ``--out``; ``--device cuda`` runs the same code on a GPU.
 
-- vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 5-frame
-  clips: L1 reconstruction in pixel space plus a small penalty 0.5 * z^2 that keeps the (Wan-normalised)
+- vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 13-frame
+  clips (four latent frames, so the causal cache is trained past the first chunk): L1 reconstruction in pixel space plus a small penalty 0.5 * z^2 that keeps the (Wan-normalised)
   latents near unit scale, which is what the DiT expects. Writes ``<out>/model_vae``: the bundled
   embedded model with this VAE.
 - dit: encodes the train split once with the trained VAE and the frozen encoders (``<out>/latents``, a
@@ -75,53 +75,90 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
 
 
 def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
-              seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None) -> Path:
+              seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
+              clip_frames: int = 13, decoder_only: bool = False) -> Path:
+    """Train the VAE from scratch, or (``decoder_only``) fine-tune the decoder of ``<out>``'s trained VAE.
+
+    The decoder-only stage keeps the encoder, hence the latent space a trained DiT learned, exactly as it is.
+    It exists because a causal decoder trained on short clips drifts past that length: with 13-frame clips
+    the reconstruction error of a 49-frame clip grows from 0.03 to 0.19 L1 over its last frames.
+    """
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
+    from wanray.loading import load_model_dir
     from wanray.specs import embedded
 
     spec = embedded()
     torch.manual_seed(seed)
-    vae = build_vae(spec.vae)
-    model = vae.model.to(device).train().requires_grad_(True)  # VideoVAE_
+    source = _latest_model_dir(out) if decoder_only else None
+    vae = load_model_dir(source, spec).vae if source else build_vae(spec.vae)
+    model = vae.model.to(device).float().train().requires_grad_(not decoder_only)  # VideoVAE_
+    if decoder_only:
+        model.conv2.requires_grad_(True)
+        model.decoder.requires_grad_(True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     speed_up_cpu_conv3d(model)
     scale = [s.to(device) for s in vae.scale]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    ckpt_path = out / "vae_stage" / "checkpoint.pt"
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    stage = "vae_decoder" if decoder_only else "vae"
+    ckpt_path = out / f"{stage}_stage" / "checkpoint.pt"
     step = 0
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        print(f"vae: resumed at step {step}", flush=True)
-    clips = _clips(data_dir, size, frames=5, seed=seed + step, batch=batch, crop=crop)
+        print(f"{stage}: resumed at step {step}", flush=True)
+    clips = _clips(data_dir, size, frames=clip_frames, seed=seed + step, batch=batch, crop=crop)
+    cuda = device.type == "cuda"
+    if cuda:  # small odd-shaped 3-D convs: let cuDNN pick its fastest kernels once, in TF32
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     window, started = [], time.perf_counter()
     deadline = started + max_seconds if max_seconds else float("inf")
     while step < steps:
         if time.perf_counter() > deadline:
-            print(f"vae: --max-seconds {max_seconds:g} reached at step {step}", flush=True)
+            print(f"{stage}: --max-seconds {max_seconds:g} reached at step {step}", flush=True)
             break
-        x = next(clips).to(device)
-        z = model.encode(x, scale)  # [B, 16, 2, H/8, W/8]
-        recon = model.decode(z, scale).clamp(-1, 1)
-        loss = (recon - x).abs().mean() + 1e-3 * 0.5 * z.pow(2).mean()
+        x = next(clips).to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # fp32 weights, bf16 convs on a GPU
+            with torch.set_grad_enabled(not decoder_only):
+                z = model.encode(x, scale)  # [B, 16, 1 + (T-1)/4, H/8, W/8]
+            recon = model.decode(z, scale).clamp(-1, 1)
+        loss = (recon.float() - x).abs().mean()
+        if not decoder_only:  # keep the (Wan-normalised) latents near unit scale, as the DiT expects
+            loss = loss + 1e-3 * 0.5 * z.float().pow(2).mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         window.append(float(loss.detach()))
         if step % 10 == 0 or step == steps:
             rate = len(window) * x.shape[0] / (time.perf_counter() - started)
-            print(f"vae: step {step}/{steps}  loss {np.mean(window):.4f}  {rate:.2f} clips/s", flush=True)
+            print(f"{stage}: step {step}/{steps}  loss {np.mean(window):.4f}  {rate:.2f} clips/s", flush=True)
             window, started = [], time.perf_counter()
         if step % save_every == 0:
             _save_vae_checkpoint(ckpt_path, model, optimizer, step)
     if step % save_every:  # the last steps since a periodic checkpoint
         _save_vae_checkpoint(ckpt_path, model, optimizer, step)
     vae.model = model.eval().requires_grad_(False).cpu()
-    return _write_model_with_vae(vae, out / "model_vae")
+    if not decoder_only:
+        return _write_model_with_vae(vae, out / "model_vae")
+    from wanray.model_writer import write_vae
+
+    for folder in (out / "model_vae", out / "model"):  # same latents: both stay consistent with their DiT
+        if folder.is_dir():
+            print(f"{stage}: wrote {write_vae(folder, vae)}", flush=True)
+    return source
+
+
+def _latest_model_dir(out: Path) -> Path:
+    """``<out>/model`` once the DiT stage has run, else ``<out>/model_vae``."""
+    for folder in (out / "model", out / "model_vae"):
+        if (folder / "wanray_spec.json").is_file():
+            return folder
+    raise FileNotFoundError(f"neither {out}/model nor {out}/model_vae exists: run --stage vae first")
 
 
 def _save_vae_checkpoint(path: Path, model, optimizer, step: int) -> None:
@@ -191,10 +228,10 @@ def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, f
 
     model, shape = str(model_dir.resolve()), VideoShape(height=size, width=size, frames=frames)
     if not cache_matches(cache_dir, model, shape, "train"):
-        cuda = device.type == "cuda"
+        cuda = device.type == "cuda"  # one encoder actor is launch-bound on a GPU (~20% busy): share it by 8
         build_cache(CacheConfig(root=data_dir, out=cache_dir, model=model, split="train", shape=shape,
-                                device=device.type, dtype="float32", gpus_per_actor=1.0 if cuda else 0.0,
-                                overwrite=True))
+                                device=device.type, dtype="float32", actors=8 if cuda else 1,
+                                gpus_per_actor=0.125 if cuda else 0.0, overwrite=True))
     print(f"dit: latent cache {cache_dir}", flush=True)
     return cache_dir
 
@@ -202,7 +239,7 @@ def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, f
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m wanray.training.embedded", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", required=True, choices=["vae", "dit"])
+    p.add_argument("--stage", required=True, choices=["vae", "dit", "vae-decoder"])
     p.add_argument("--data", required=True, help="synthetic dataset folder (wanray datasets synth)")
     p.add_argument("--out", required=True, help="working folder: checkpoints, model_vae/, model/")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -213,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--batch", type=int, default=8, help="vae stage: clips per step")
     p.add_argument("--crop", type=int, default=32, help="vae stage: random square crop (0: whole frames)")
+    p.add_argument("--clip-frames", type=int, default=None,
+                   help="vae stages: frames per clip, 4n+1 (default 13 for vae, 49 for vae-decoder): the causal "
+                        "decoder drifts on clips longer than it was trained on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=None,
                    help="also stop after this many seconds of training, then write the model as if done")
@@ -220,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     data, out, device = Path(args.data), Path(args.out), torch.device(args.device)
     out.mkdir(parents=True, exist_ok=True)
-    if args.stage == "vae":
-        train_vae(data, out, device, args.steps, args.lr or 3e-4, args.size, args.save_every, args.seed, args.batch,
-                  args.crop, args.max_seconds)
+    if args.stage in ("vae", "vae-decoder"):
+        decoder_only = args.stage == "vae-decoder"
+        train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
+                  args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
+                  args.clip_frames or (49 if decoder_only else 13), decoder_only)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds)

@@ -106,6 +106,21 @@ def tokenizer_corpus() -> list[str]:
     return [w for w in words if w.strip()] + [DEFAULT_NEGATIVE_PROMPT] * 4
 
 
+def write_vae(out: Path, vae: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Path:
+    """The VAE file of a model directory (Wan's ``Wan2.1_VAE.pth`` layout), replacing any there.
+
+    Written beside and renamed over the old file: the loader memory-maps it (``vae`` itself may still read
+    from it) and an export hard-links it into other folders; truncating it in place would break both.
+    """
+    import os
+
+    state = {k.removeprefix("model."): v for k, v in vae.state_dict().items()}
+    path, partial = Path(out) / VAE_FILE, Path(out) / f".{VAE_FILE}.partial"
+    torch.save(_cast(state, dtype), partial)
+    os.replace(partial, path)
+    return path
+
+
 def write_model_dir(
     out: Path,
     spec: ModelSpec,
@@ -137,8 +152,7 @@ def write_model_dir(
         write_dit_shards(folder, dit_state_dict(dit, vace), shards=shards, dtype=dit_dtype)
         (folder / DIT_CONFIG_FILE).write_text(json.dumps(spec.dit_config_json(), indent=2) + "\n")
     torch.save(_cast(text_encoder.state_dict(), torch.bfloat16), out / T5_FILE)
-    vae_state = {k.removeprefix("model."): v for k, v in vae.state_dict().items()}
-    torch.save(_cast(vae_state, vae_dtype), out / VAE_FILE)
+    write_vae(out, vae, vae_dtype)
     if image_encoder is not None:
         clip_state = {k.removeprefix("model."): v for k, v in image_encoder.state_dict().items()}
         torch.save(_cast(clip_state, torch.float16), out / CLIP_FILE)

@@ -15,14 +15,12 @@ def _vae_weights(model_dir):
 def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dance_set, tmp_path):
     out = tmp_path / "embedded"
     common = ["--data", str(tiny_dance_set), "--out", str(out), "--size", "64", "--save-every", "2"]
-    assert main(["--stage", "vae", *common, "--steps", "2", "--batch", "2", "--crop", "32"]) == 0
+    vae_args = ["--batch", "2", "--crop", "32", "--clip-frames", "5"]
+    assert main(["--stage", "vae", *common, "--steps", "2", *vae_args]) == 0
     bundled, trained = _vae_weights(EMBEDDED_MODEL_DIR), _vae_weights(out / "model_vae")
     assert bundled.keys() == trained.keys()
     assert any(not torch.equal(bundled[k], trained[k]) for k in bundled)  # the VAE did train
     assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
-    # rerun with more steps: resumes at its checkpoint
-    assert main(["--stage", "vae", *common, "--steps", "3", "--batch", "2", "--crop", "32"]) == 0
-    assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 3
 
     # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
     assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001",
@@ -36,3 +34,15 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert torch.equal(_vae_weights(out / "model")["encoder.conv1.weight"],
                        _vae_weights(out / "model_vae")["encoder.conv1.weight"])
+
+    # the decoder-only stage: longer clips, the encoder (so the latents the DiT learned) untouched
+    vae_before = _vae_weights(out / "model")
+    assert main(["--stage", "vae-decoder", *common, "--steps", "1", *vae_args[:-1], "9"]) == 0
+    # rerun with more steps: resumes at its checkpoint (the vae stage shares this code)
+    assert main(["--stage", "vae-decoder", *common, "--steps", "2", *vae_args[:-1], "9"]) == 0
+    assert torch.load(out / "vae_decoder_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
+    vae_after = _vae_weights(out / "model")
+    assert all(torch.equal(vae_before[k], vae_after[k]) for k in vae_before if not k.startswith(("decoder.", "conv2.")))
+    assert any(not torch.equal(vae_before[k], vae_after[k]) for k in vae_before if k.startswith("decoder."))
+    assert all(torch.equal(v, _vae_weights(out / "model_vae")[k]) for k, v in vae_after.items())
+
