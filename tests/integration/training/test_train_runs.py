@@ -11,8 +11,8 @@ from wanray.training.presets import embedded_lora_smoke
 from wanray.training.state import TrainerState
 from wanray.training.trainer import export_path, run
 
-TWO_WORKERS = ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.limit=4", "epochs=3", "max_steps=6",
-               "checkpoint.every_steps=2", "checkpoint.keep=2", "checkpoint.max_failures=1"]
+TWO_WORKERS = ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.limit=4", "epochs=3", "max_steps=4",
+               "checkpoint.every_steps=2", "checkpoint.keep=1", "checkpoint.max_failures=1"]
 
 
 def _config(dataset: Path, out: Path, name: str, extra=()):
@@ -23,7 +23,7 @@ def _config(dataset: Path, out: Path, name: str, extra=()):
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_dance_set, tmp_path_factory):
     config = _config(tiny_dance_set, tmp_path_factory.mktemp("runs"), "uninterrupted",
-                     ["validation.every_steps=3", "validation.samples=1", "validation.steps=2"])
+                     ["validation.every_steps=2", "validation.samples=1", "validation.steps=2"])
     return config, run(config)
 
 
@@ -33,11 +33,11 @@ def test_two_workers_train_report_checkpoint_and_export(uninterrupted):
     with result.checkpoint.as_directory() as d:
         state = TrainerState.load(Path(d))
         assert (Path(d) / "trainable.safetensors").is_file() and (Path(d) / "optimizer.pt").is_file()
-    assert state.step == 6 and state.samples_seen == 12  # 2 workers x 1 row x 6 steps
-    assert [m["step"] for m in state.history] == [1, 2, 3, 4, 5, 6]
+    assert state.step == 4 and state.samples_seen == 8  # 2 workers x 1 row x 4 steps
+    assert [m["step"] for m in state.history] == [1, 2, 3, 4]
     assert all(m["loss"] > 0 for m in state.history)
     kept = sorted(p.name for p in config.run_dir.glob("checkpoint_*") if p.is_dir())
-    assert len(kept) == 2  # keep-N
+    assert len(kept) == 1  # keep-N: the step-2 checkpoint was removed once step 4's was written
     lora = load_file(str(export_path(config)))
     assert lora and all(k.startswith("diffusion_model.blocks.") for k in lora)
     assert any(float(v.abs().max()) > 0 for k, v in lora.items() if ".lora_B." in k)  # trained away from zero
@@ -49,10 +49,10 @@ def test_validation_scores_and_videos_every_n_steps(uninterrupted):
     with result.checkpoint.as_directory() as d:
         history = TrainerState.load(Path(d)).history
     scored = {m["step"]: m for m in history if "val_psnr" in m}
-    assert sorted(scored) == [3, 6]
+    assert sorted(scored) == [2, 4]
     for m in scored.values():
         assert 0 < m["val_psnr"] <= 100 and -1 <= m["val_ssim"] <= 1
-    for step in (3, 6):
+    for step in (2, 4):
         folder = config.run_dir / "validation" / f"step_{step:06d}"
         assert (folder / "00_generated.mp4").stat().st_size > 0 and (folder / "00_reference.mp4").is_file()
 
@@ -67,7 +67,7 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_the_uninterrupted_run
     result = run(config)
     assert result.error is None and marker.is_file()  # rank 1 did die (SIGKILL), and the run still finished
     with result.checkpoint.as_directory() as d:
-        assert TrainerState.load(Path(d)).step == 6
+        assert TrainerState.load(Path(d)).step == 4
     ours, reference = load_file(str(export_path(config))), load_file(str(export_path(reference_config)))
     assert ours.keys() == reference.keys()
     # Same seed, same rows per step (ordered split), same per-step noise: the resumed run replays the
