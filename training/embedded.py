@@ -1,20 +1,24 @@
-"""Train the embedded miniature Wan on the synthetic set: first its VAE, then its DiT (I2V + VACE).
+"""Train the embedded miniature Wan on the synthetic set: its VAE, its DiT (I2V + VACE), then the VAE's decoder.
 
-    wanray datasets synth --n 5000 --out data/synth --height 128 --width 128 --frames 81
-    python -m wanray.training.embedded --stage vae --data data/synth --out outputs/embedded --device cpu --steps 20000
-    python -m wanray.training.embedded --stage dit --data data/synth --out outputs/embedded --device cpu --steps 20000
+    wanray datasets synth --n 800 --out data/synth --height 128 --width 128 --frames 77
+    python -m wanray.training.embedded --stage vae --data data/synth --out outputs/embedded --device cuda --steps 20000
+    python -m wanray.training.embedded --stage dit --data data/synth --out outputs/embedded --device cuda --steps 20000
+    python -m wanray.training.embedded --stage vae-decoder --data data/synth --out outputs/embedded --device cuda
     # -> outputs/embedded/model: a model directory like wanray/embedded_model/ (wanray generate --model DIR)
 
-Both stages print progress, checkpoint every ``--save-every`` steps and resume from their last
-checkpoint when rerun with the same ``--out``; ``--device cuda`` runs the same code on a GPU.
+``scripts/train-embedded.sh`` runs all of them with time budgets. Every stage prints progress, checkpoints every
+``--save-every`` steps and resumes from its last checkpoint when rerun with the same ``--out``; ``--device cpu``
+runs the same code, slowly.
 
-- vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 13-frame
-  clips (four latent frames, so the causal cache is trained past the first chunk): L1 reconstruction in pixel space plus a small penalty 0.5 * z^2 that keeps the (Wan-normalised)
-  latents near unit scale, which is what the DiT expects. Writes ``<out>/model_vae``: the bundled
-  embedded model with this VAE.
+- vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 13-frame clips (four
+  latent frames, so the causal cache is trained past the first chunk): L1 reconstruction in pixel space plus a
+  small penalty 0.5 * z^2 that keeps the (Wan-normalised) latents near unit scale, which is what the DiT
+  expects. Writes ``<out>/model_vae``: the bundled embedded model with this VAE.
 - dit: encodes the train split once with the trained VAE and the frozen encoders (``<out>/latents``, a
   ``wanray datasets cache``), then a full fine-tune of the DiT and its VACE branch with the Ray Train loop
   (preset ``embedded_full``) on ``<out>/model_vae`` from those latents. Exports ``<out>/model``.
+- vae-decoder: fine-tunes only the decoder on 49-frame clips (the causal decoder drifts past the clip length
+  it was trained on); the encoder, hence the DiT's latents, stays as it is. Rewrites the VAE of both folders.
 """
 
 from __future__ import annotations
