@@ -2,7 +2,7 @@
 # Train the embedded model (wanray/embedded_model/): render the synthetic set, train the VAE, then the DiT + VACE
 # with the Ray Train loop from a latent cache, then fine-tune the VAE's decoder on long clips (its encoder, hence
 # the DiT's latents, untouched). The same command runs on a CPU (slowly) or a GPU host; each stage is time-boxed.
-#   scripts/train-embedded.sh cuda outputs/embedded                  # GPU host, ~20 min (see training/README.md)
+#   scripts/train-embedded.sh cuda outputs/embedded                  # GPU host, ~30 min (see training/README.md)
 #   scripts/train-embedded.sh cpu outputs/embedded 7200 14400 7200   # CPU: seconds for the vae, dit, decoder stages
 # Then: wanray generate --model outputs/embedded/model ...; copy outputs/embedded/model/* to ship it.
 # Rerunning with the same OUT resumes each stage from its checkpoint.
