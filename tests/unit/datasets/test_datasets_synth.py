@@ -47,12 +47,16 @@ def test_anime_frame_zero_shows_the_photos_pose_and_placement():
     anime = np.asarray(render_anime_frames(plan.character, plan.dance, pl, plan.layout, 1, 15)[0], dtype=float)
     anime_bg = anime_background(plan.layout, pl.height, pl.width) * 255
     above_floor = np.arange(pl.height)[:, None] < 0.88 * pl.height  # the ground shadows differ by style
-    photo_mask = (np.abs(photo - photo_bg).max(-1) > 40) & above_floor
-    anime_mask = (np.abs(anime - anime_bg).max(-1) > 40) & above_floor
+    # Backgrounds are subtracted exactly (same noise), so a low threshold also catches clothes close to the
+    # background's colour. At 40 such clothes dropped out of the masks: IoU down to 0.48, centres up to 7.8 px
+    # apart, ~7% of seeds failed.
+    # Over every seed this test draws (0-999): IoU >= 0.84, centres <= 4.4 px apart.
+    photo_mask = (np.abs(photo - photo_bg).max(-1) > 10) & above_floor
+    anime_mask = (np.abs(anime - anime_bg).max(-1) > 10) & above_floor
     iou = (photo_mask & anime_mask).sum() / (photo_mask | anime_mask).sum()
-    assert iou > 0.65, iou  # the anime head is drawn 12% larger, with outlines
+    assert iou > 0.75, iou  # the anime head is drawn 12% larger, with outlines
     centre = lambda m: np.argwhere(m).mean(0)  # noqa: E731
-    assert np.abs(centre(photo_mask) - centre(anime_mask)).max() < 2.5  # a placement change moves it >= 6 px
+    assert np.abs(centre(photo_mask) - centre(anime_mask)).max() < 5  # a placement change moves it >= 6 px
 
 
 def test_prompts_name_the_attributes_and_dance_and_fit_the_embedded_tokenizer():
