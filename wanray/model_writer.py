@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -112,8 +113,6 @@ def write_vae(out: Path, vae: torch.nn.Module, dtype: torch.dtype = torch.float3
     Written beside and renamed over the old file: the loader memory-maps it (``vae`` itself may still read
     from it) and an export hard-links it into other folders; truncating it in place would break both.
     """
-    import os
-
     state = {k.removeprefix("model."): v for k, v in vae.state_dict().items()}
     path, partial = Path(out) / VAE_FILE, Path(out) / f".{VAE_FILE}.partial"
     torch.save(_cast(state, dtype), partial)
