@@ -7,7 +7,7 @@ One launch per layout (torchrun starts one process per GPU), each appending a ro
     torchrun --nproc-per-node 4 bench/gpu_parallel.py --ulysses 2 --cfg 2 --rows /tmp/rows.jsonl
     python bench/gpu_parallel.py --report /tmp/rows.jsonl      # the scaling table + bench/results JSON
 
-The first (1-GPU) launch saves its DiT output; later launches compare theirs to it (same random weights
+The first launch (normally 1 GPU, eager) saves its DiT output; later launches compare theirs to it (same random weights
 and inputs, seeded on the GPU). A denoising step with CFG is two DiT passes (or one merged pass split
 over the two CFG groups). Clip times are extrapolated: steps x step + VAE encode + VAE decode.
 """
@@ -49,8 +49,12 @@ def run(args) -> None:
     pipe = WanVideoPipeline(device=str(device), torch_dtype=dtype)
     pipe.dit = randomize_(components.build_dit(spec.dit, empty=True), device, dtype).eval().requires_grad_(False)
     accel.apply_fast_dit_kernels(pipe.dit)
+    if args.fp8:  # as generation orders them: float8 linears, then the USP processors, then compile
+        accel.apply_fp8_compute(pipe.dit)
     if world > 1:
         apply_parallel(pipe, parallel)
+    if args.compile:
+        accel.compile_dit_blocks(pipe)
     inputs = dit_inputs(spec, args.frames, args.height, args.width, device, dtype)
     nega = {**inputs, "context": torch.roll(inputs["context"], 1, dims=1)}
     use_usp = parallel.ulysses_degree > 1
@@ -70,21 +74,24 @@ def run(args) -> None:
         with torch.no_grad():
             return pipe.model_fn(dit=pipe.dit, **inputs, use_unified_sequence_parallel=use_usp)
 
-    posi, neg = cfg_step()
+    started = time.perf_counter()
+    posi, neg = cfg_step()  # first call: compiles when --compile
+    first_s = time.perf_counter() - started
     step = timed(cfg_step, repeats=args.repeats, warmup=0)
     row = {"gpus": world, "ulysses": parallel.ulysses_degree, "cfg": parallel.cfg_degree,
-           "cfg_step_s": round(step["median_s"], 3)}
+           "compile": args.compile, "fp8": args.fp8, "cfg_step_s": round(step["median_s"], 3),
+           "first_cfg_step_s": round(first_s, 1)}
     if parallel.cfg_degree == 1:
         row["plain_step_s"] = round(timed(plain_step, repeats=args.repeats, warmup=0)["median_s"], 3)
     # numerical equality with the 1-GPU reference
     ref_path = Path(args.reference)
     if rank == 0:
         pair = torch.stack([posi.float().cpu(), neg.float().cpu()])
-        if world == 1 and not ref_path.exists():
+        if not ref_path.exists():  # the first launch is the reference of the later ones
             torch.save(pair, ref_path)
         elif ref_path.exists():
             ref = torch.load(ref_path, weights_only=True)
-            row["rel_err_vs_1gpu"] = f"{((pair - ref).norm() / ref.norm()).item():.1e}"
+            row["rel_err_vs_ref"] = f"{((pair - ref).norm() / ref.norm()).item():.1e}"
     del pipe.dit
     torch.cuda.empty_cache() if not tiny else None
     # VAE: tiles spread over all ranks of this launch
@@ -118,21 +125,23 @@ def run(args) -> None:
         torch.distributed.destroy_process_group()
 
 
-def report(rows_path: str) -> None:
+def report(rows_path: str, name: str) -> None:
     rows = [json.loads(line) for line in Path(rows_path).read_text().splitlines() if line.strip()]
-    base = next((r for r in rows if r["gpus"] == 1), None)
-    vae_1 = next((r for r in rows if r["gpus"] == 1 and "vae_decode_s" in r), None)
+    # speed-ups against 1 GPU eager when the run has it, else against its first launch (the reference)
+    base = next((r for r in rows if r["gpus"] == 1 and not r.get("compile") and not r.get("fp8")), rows[0])
+    print(f"speed-up baseline: {base['gpus']} GPU(s), Ulysses {base['ulysses']}, CFG {base['cfg']}, "
+          f"compile {base.get('compile', False)}, fp8 {base.get('fp8', False)}")
     for r in rows:
-        if base:
-            r["speedup"] = round(base["cfg_step_s"] / r["cfg_step_s"], 2)
-        vae = r if "vae_encode_s" in r else vae_1
+        same_gpus = next((v for v in rows if v["gpus"] == r["gpus"] and "vae_decode_s" in v), None)
+        r["speedup"] = round(base["cfg_step_s"] / r["cfg_step_s"], 2)
+        vae = r if "vae_encode_s" in r else same_gpus  # VAE timed once per GPU count
         vae_s = (vae["vae_encode_s"] + vae["vae_decode_s"]) if vae else 0.0
         r["clip_50step_cfg_s"] = round(50 * r["cfg_step_s"] + vae_s, 1)
         if "plain_step_s" in r:
             r["clip_4step_s"] = round(4 * r["plain_step_s"] + vae_s, 1)
-    print(table(rows, ["gpus", "ulysses", "cfg", "cfg_step_s", "speedup", "plain_step_s", "rel_err_vs_1gpu",
+    print(table(rows, ["gpus", "ulysses", "cfg", "compile", "fp8", "cfg_step_s", "speedup", "plain_step_s", "rel_err_vs_ref",
                        "vae_encode_s", "vae_decode_s", "clip_50step_cfg_s", "clip_4step_s"]))
-    print("\nsaved", save("gpu_parallel", {"rows": rows, "note": "clip times = steps x step + VAE encode + decode"}))
+    print("\nsaved", save(name, {"rows": rows, "note": "clip times = steps x step + VAE encode + decode"}))
 
 
 def main() -> None:
@@ -144,6 +153,8 @@ def main() -> None:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks (generation's --compile)")
+    p.add_argument("--fp8", action="store_true", help="FP8 linears, torchao per-row (generation's --fp8-compute)")
     p.add_argument("--vae", action="store_true", help="also time VAE encode/decode with tiles spread over the GPUs")
     p.add_argument("--tile", type=int, nargs=2, default=None,
                    help="VAE tile (latent units); default: one per GPU, as generation does (DiffSynth's: 30 52)")
@@ -151,10 +162,11 @@ def main() -> None:
     p.add_argument("--rows", default="/tmp/wanray_parallel_rows.jsonl")
     p.add_argument("--reference", default="/tmp/wanray_parallel_ref.pt")
     p.add_argument("--report", default=None, help="print the table of a rows file and save it")
+    p.add_argument("--name", default="gpu_parallel", help="results file stem for --report (bench/results/NAME--CARD.json)")
     p.add_argument("--tiny", action="store_true", help="embedded spec on CPU with gloo (checks the script)")
     args = p.parse_args()
     if args.report:
-        return report(args.report)
+        return report(args.report, args.name)
     if args.tiny:
         args.frames, args.height, args.width = 9, 64, 64
     started = time.perf_counter()
