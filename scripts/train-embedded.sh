@@ -16,4 +16,4 @@ $PY -m wanray.training.embedded --stage vae --data "$DATA" --out "$OUT" --device
 $PY -m wanray.training.embedded --stage dit --data "$DATA" --out "$OUT" --device "$DEVICE" --steps 100000 \
     --frames 77 --max-seconds "$DIT_SECONDS" --save-every 500
 $PY -m wanray.training.embedded --stage vae-decoder --data "$DATA" --out "$OUT" --device "$DEVICE" --steps 100000 \
-    --batch 8 --crop 32 --clip-frames 49 --max-seconds "$DECODER_SECONDS" --save-every 200
+    --batch 16 --crop 64 --clip-frames 77 --max-seconds "$DECODER_SECONDS" --save-every 500

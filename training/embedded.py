@@ -17,7 +17,7 @@ runs the same code, slowly.
 - dit: encodes the train split once with the trained VAE and the frozen encoders (``<out>/latents``, a
   ``wanray datasets cache``), then a full fine-tune of the DiT and its VACE branch with the Ray Train loop
   (preset ``embedded_full``) on ``<out>/model_vae`` from those latents. Exports ``<out>/model``.
-- vae-decoder: fine-tunes only the decoder on 49-frame clips (the causal decoder drifts past the clip length
+- vae-decoder: fine-tunes only the decoder on 77-frame clips (the causal decoder drifts past the clip length
   it was trained on); the encoder, hence the DiT's latents, stays as it is. Rewrites the VAE of both folders.
 """
 
@@ -85,7 +85,8 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
 
     The decoder-only stage keeps the encoder, hence the latent space a trained DiT learned, exactly as it is.
     It exists because a causal decoder trained on short clips drifts past that length: with 13-frame clips
-    the reconstruction error of a 49-frame clip grows from 0.03 to 0.19 L1 over its last frames.
+    the reconstruction error of a 77-frame clip grew from 0.03 to 0.14-0.37 L1 over its last frames (0.06-0.12 after
+    this stage: `bench/embedded_vae_drift.py`).
     """
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="vae stage: clips per step")
     p.add_argument("--crop", type=int, default=32, help="vae stage: random square crop (0: whole frames)")
     p.add_argument("--clip-frames", type=int, default=None,
-                   help="vae stages: frames per clip, 4n+1 (default 13 for vae, 49 for vae-decoder): the causal "
+                   help="vae stages: frames per clip, 4n+1 (default 13 for vae, 77 for vae-decoder): the causal "
                         "decoder drifts on clips longer than it was trained on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=None,
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         decoder_only = args.stage == "vae-decoder"
         train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
-                  args.clip_frames or (49 if decoder_only else 13), decoder_only)
+                  args.clip_frames or (77 if decoder_only else 13), decoder_only)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds)
