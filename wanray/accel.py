@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from wanray import tea_cache
 from wanray.attention import BackendUnavailable
 from wanray.specs import NAMED_SPECS, ModelSpec
 
@@ -28,7 +29,14 @@ def tea_cache_model_id(spec: ModelSpec, threshold: float | None) -> str | None:
         calibrated = [n for n in NAMED_SPECS if NAMED_SPECS[n]().tea_cache_model_id]
         raise BackendUnavailable(
             f"TeaCache needs coefficients calibrated for the model; {spec.name!r} has none "
-            f"(calibrated: {', '.join(calibrated)}). Drop --tea-cache for this model."
+            f"(calibrated: {', '.join(calibrated)}). Drop --tea-cache for this model, or fit a set for its "
+            "weights: python -m wanray.tea_cache calibrate --model ..."
+        )
+    tea_cache.install()
+    if spec.tea_cache_model_id not in tea_cache.known_ids():
+        raise BackendUnavailable(
+            f"{spec.name!r} names TeaCache coefficients {spec.tea_cache_model_id!r}, which neither DiffSynth "
+            f"({', '.join(tea_cache.diffsynth_ids())}) nor wanray ({', '.join(tea_cache.COEFFICIENTS)}) has"
         )
     log.info("TeaCache on: threshold %.3f, coefficients %s", threshold, spec.tea_cache_model_id)
     return spec.tea_cache_model_id
