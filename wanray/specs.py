@@ -152,7 +152,7 @@ class ModelSpec:
     expert_dirs: tuple[str, ...] = ()
     # Timestep fraction (of 1000) below which the low-noise expert takes over (Wan2.2 I2V: 0.9).
     expert_boundary: float = 0.9
-    # DiffSynth TeaCache coefficient set calibrated for this model, if any.
+    # TeaCache coefficient set calibrated for this model's weights, if any: DiffSynth's or wanray.tea_cache's.
     tea_cache_model_id: str | None = None
     # Generation defaults that suit the model.
     default_height: int = 720
@@ -272,6 +272,8 @@ def embedded() -> ModelSpec:
         default_width=128,
         default_steps=12,
         default_cfg=3.0,
+        # fitted on the bundled weights by wanray.tea_cache (whose constants say how)
+        tea_cache_model_id="wanray-embedded",
     )
 
 

@@ -1,5 +1,7 @@
 """End-to-end tiny generation on CPU with the embedded model."""
 
+import dataclasses
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -65,8 +67,10 @@ def test_vace_video_conditions_the_output(embedded_generator, photo):
     assert vace.shape == base.shape and not np.array_equal(base, vace)
 
 
-def test_tea_cache_without_coefficients_is_refused(embedded_generator, photo):
-    with pytest.raises(BackendUnavailable, match="TeaCache needs coefficients"):
+def test_tea_cache_without_coefficients_is_refused(embedded_generator, photo, monkeypatch):
+    # the embedded model has coefficients (wanray.tea_cache); a model without any is refused before any work
+    monkeypatch.setattr(embedded_generator, "spec", dataclasses.replace(embedded_generator.spec, tea_cache_model_id=None))
+    with pytest.raises(BackendUnavailable, match="TeaCache needs coefficients.*python -m wanray.tea_cache calibrate"):
         _gen(embedded_generator, photo, tea_cache=0.2)
 
 
