@@ -7,12 +7,12 @@ rescaling is a polynomial, fitted per model *and weights*, from the relative L1 
 consecutive steps to the relative L1 change of the DiT's output. DiffSynth ships sets for four Wan2.1 models
 (Wan2.1-I2V-14B-720P uses DiffSynth's); the bundled embedded model's set is fitted here, on its trained weights:
 
-    .venv/bin/python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 \\
-        --json bench/results/tea_cache_calibration_embedded.json
+    .venv/bin/python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 \\
+        --frames 33 --degree 1 --json bench/results/tea_cache_calibration_embedded.json
 
 It runs whole denoising runs (synthetic photos, their dance's pose video as the VACE input, the model's default
 size and frames, one noise seed per photo) with every pass computed, records per pass and step the input change
-and the output change, and fits ``numpy.polyfit(input, output, 4)``.
+and the output change, and fits ``numpy.polyfit(input, output, degree)`` (4 by default, as DiffSynth's sets).
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE, fitted 2026-11-27 on a 2-core CPU: 4 synthetic photos x 12/25/50 steps x 2 guidance
-    # passes = 672 points, R^2 0.87, input changes 0.028..0.314. The polynomial is positive from 0.014 up, which
-    # covers every step of runs of 4 to ~150 steps (shift 5); below it would count changes negative.
+    # The bundled DiT + VACE (run 4 of training/README.md), fitted 2026-11-27 on a 2-core CPU: 2 synthetic photos x
+    # 12/25 steps x 2 guidance passes at 128x128x33 = 140 points, input changes 0.021..0.274. A line (R^2 0.73):
+    # degrees 3-4 reach R^2 0.78 on these few points but turn negative above 0.34, where a short run's steps
+    # would then count as no change at all; the line is positive and increasing everywhere.
     # Points and fit: bench/results/tea_cache_calibration_embedded.json.
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(-2.92339570e02, 1.70762008e02, -3.05767409e01, 2.32006228e00, -2.59310871e-02),
-        weights_sha256="ec5e5cadda9ba445b248b5aadb310e4b8b9102fc4db0705cd6985c43f5f5da00",
-        command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50",
+        coefficients=(4.76294391e-01, 5.85965101e-03),
+        weights_sha256="0572925efeee2007c2af132ec889ea5e4d1bee0c9e0d1d8a131540650495b064",
+        command="python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 "
+                "--frames 33 --degree 1",
     ),
 }
 # A set DiffSynth knows, to construct its TeaCache under before giving it ours (see ``install``).
