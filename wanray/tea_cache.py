@@ -18,6 +18,7 @@ and the output change, and fits ``numpy.polyfit(input, output, degree)`` (4 by d
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -198,6 +199,30 @@ def r_squared(coefficients: np.ndarray, x: Sequence[float], y: Sequence[float]) 
     return float(1.0 - (residual**2).sum() / ((y - y.mean()) ** 2).sum())
 
 
+def input_changes(pipe, steps: int, shift: float) -> np.ndarray:
+    """The relative L1 changes of ``t_mod`` between consecutive steps of a ``steps``-step run. ``t_mod`` depends on
+    the timestep alone, so these are the points TeaCache's polynomial is evaluated at, whatever the request."""
+    from diffsynth.models.wan_video_dit import sinusoidal_embedding_1d
+
+    scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps changes its state
+    scheduler.set_timesteps(steps, shift=shift)
+    dit = pipe.dit
+    with torch.no_grad():
+        t_mods = [dit.time_projection(dit.time_embedding(sinusoidal_embedding_1d(
+            dit.freq_dim, t.unsqueeze(0).to(device=pipe.device, dtype=pipe.torch_dtype)))) for t in scheduler.timesteps]
+    return np.array([rel_l1(now, before) for now, before in zip(t_mods[1:], t_mods)])
+
+
+CHECKED_STEP_COUNTS = (4, 6, 8, 12, 16, 25, 35, 50, 75, 100, 150)
+
+
+def lowest_value(coefficients: Sequence[float], pipe, shift: float) -> tuple[float, int]:
+    """The polynomial's lowest value over every step of runs of 4 to 150 steps, and that run's step count. Below
+    zero, those steps would count as less than no change and let TeaCache skip on; refit (another degree)."""
+    poly = np.poly1d(coefficients)
+    return min((float(poly(input_changes(pipe, n, shift)).min()), n) for n in CHECKED_STEP_COUNTS)
+
+
 @dataclass(frozen=True)
 class Case:
     """One synthetic request: a photo, its prompt and its dance's pose video (the VACE input)."""
@@ -272,18 +297,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wanray.tea_cache", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("calibrate", help="fit TeaCache coefficients for a model's weights and print them")
+    c = sub.add_parser("calibrate", help="run the model, fit TeaCache coefficients for its weights, print them")
     c.add_argument("--model", default="embedded", help="embedded, a named spec or a model directory")
-    c.add_argument("--device", default="auto")
     c.add_argument("--cases", type=_positive, default=4, help="synthetic photos (each with its own noise seed)")
     c.add_argument("--seed", type=int, default=1000, help="synthetic set seed (the training set's is 0)")
     c.add_argument("--steps", type=_step_counts, default=(12, 25, 50), help="step counts to run, e.g. 12,25,50")
     c.add_argument("--frames", type=int, default=None, help="frames (default: the product's 77)")
-    c.add_argument("--target", choices=("output", "residual"), default="output",
-                   help="the change fitted: the DiT's output (the TeaCache paper's) or the blocks' residual")
-    c.add_argument("--degree", type=int, choices=range(1, 9), default=4, metavar="1..8")
-    c.add_argument("--json", type=Path, default=None, help="also write every point and the fit here")
+    f = sub.add_parser("fit", help="fit again the points a calibration wrote (--json), e.g. at another degree")
+    f.add_argument("points", type=Path, help="a calibration's --json file")
+    for q in (c, f):
+        q.add_argument("--device", default="auto")
+        q.add_argument("--target", choices=("output", "residual"), default="output",
+                       help="the change fitted: the DiT's output (the TeaCache paper's) or the blocks' residual")
+        q.add_argument("--degree", type=int, choices=range(1, 9), default=4, metavar="1..8")
+        q.add_argument("--json", type=Path, default=None, help="write every point and the fit here")
     return p
+
+
+def _read_points(parser: argparse.ArgumentParser, path: Path) -> dict:
+    try:
+        points = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        parser.error(f"{path}: cannot read it: {e}")
+    runs = points.get("runs") if isinstance(points, dict) else None
+    if not isinstance(points.get("model") if runs else None, str) or not all(
+            isinstance(run, dict) and {"input", "output", "residual"} <= run.keys() for run in runs):
+        parser.error(f"{path}: not a calibration's points (python -m wanray.tea_cache calibrate --json)")
+    return points
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,26 +334,47 @@ def main(argv: list[str] | None = None) -> int:
     from wanray.generation import WanGenerator, resolve_model
     from wanray.inputs import InvalidInput, check_frames
 
-    frames = args.frames if args.frames is not None else DEFAULT_FRAMES
+    points = _read_points(parser, args.points) if args.command == "fit" else None
+    model = points["model"] if points else args.model
+    frames = args.frames if args.command == "calibrate" and args.frames is not None else DEFAULT_FRAMES
     try:
         check_frames(frames)
-        root, spec = resolve_model(args.model)
+        root, spec = resolve_model(model)
     except (InvalidInput, FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json: folder {args.json.parent} does not exist")
-    generator = WanGenerator.load(ModelConfig(model=args.model, device=args.device))
-    print(f"calibrating {spec.name}: {args.cases} cases x steps {args.steps}, {spec.default_height}x"
-          f"{spec.default_width}x{frames}", flush=True)
-    cases = synthetic_cases(args.cases, args.seed, spec.default_height, spec.default_width, frames)
-    result = calibrate(generator, cases, args.steps, frames, args.target, args.degree)
+    if points is not None:  # refit first: bad points fail before the model loads
+        x = [v for run in points["runs"] for v in run["input"]]
+        y = [v for run in points["runs"] for v in run[args.target]]
+        try:
+            coefficients = fit(x, y, args.degree)
+        except ValueError as e:
+            parser.error(f"{args.points}: {e}")
+        result = {**points, "target": args.target, "degree": args.degree, "r2": r_squared(coefficients, x, y),
+                  "coefficients": [float(c) for c in coefficients], "points": len(x), "input_range": [min(x), max(x)]}
+    generator = WanGenerator.load(ModelConfig(model=model, device=args.device))
+    if points is None:
+        print(f"calibrating {spec.name}: {args.cases} cases x steps {args.steps}, {spec.default_height}x"
+              f"{spec.default_width}x{frames}", flush=True)
+        cases = synthetic_cases(args.cases, args.seed, spec.default_height, spec.default_width, frames)
+        result = calibrate(generator, cases, args.steps, frames, args.target, args.degree)
     command = " ".join(["python -m wanray.tea_cache", *(sys.argv[1:] if argv is None else argv)])
-    result = {"model": spec.name, "weights_sha256": weights_sha256(root), "command": command, **result}
+    lowest, at = lowest_value(result["coefficients"], generator.pipe, spec.default_sigma_shift)
+    sha = weights_sha256(root)
+    if points and points.get("weights_sha256") != sha:
+        print(f"warning: the points were recorded on other weights ({points.get('weights_sha256')}) than "
+              f"{model}'s ({sha})")
+    result = {**result, "model": spec.name, "weights_sha256": sha, "command": command,
+              "lowest_value": {"value": lowest, "steps": at, "step_counts": list(CHECKED_STEP_COUNTS)}}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{result['points']} points, input change {result['input_range'][0]:.4g}..{result['input_range'][1]:.4g}, "
-          f"R^2 {result['r2']:.4f}")
-    print(f"weights_sha256={result['weights_sha256']!r}")
+          f"degree {result['degree']}, R^2 {result['r2']:.4f}")
+    print(f"lowest value over runs of {CHECKED_STEP_COUNTS[0]}-{CHECKED_STEP_COUNTS[-1]} steps: {lowest:.4g} "
+          f"({at} steps)" + (" -- NOT POSITIVE: those steps would count as no change; try another --degree"
+                             if lowest <= 0 else ""))
+    print(f"weights_sha256={sha!r}")
     print(f"coefficients=({', '.join(f'{c:.8e}' for c in result['coefficients'])})")
     return 0
 

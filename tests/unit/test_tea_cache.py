@@ -79,6 +79,8 @@ def test_recording_sees_every_pass_and_restores_the_pipeline(embedded_generator,
         assert len(trace.input) == len(trace.residual) == len(trace.output) == 3  # steps 2..4 vs the step before
         assert all(v > 0 for v in trace.input + trace.output)
     assert traces[0].input == traces[1].input  # t_mod depends on the timestep alone
+    shift = embedded_generator.spec.default_sigma_shift
+    assert np.allclose(tea_cache.input_changes(pipe, 4, shift), traces[0].input, rtol=1e-5)
     unit = next(u for u in pipe.units if type(u).__name__ == "WanVideoUnit_TeaCache")
     assert pipe.model_fn is model_fn and "process" not in vars(unit)
 
@@ -105,6 +107,24 @@ def test_fit_refuses_what_it_cannot_fit(x, y, message):
         tea_cache.fit(x, y)
 
 
+def test_fit_command_refits_saved_points_and_reports_the_lowest_value(tmp_path, capsys):
+    import json
+
+    true = [0.8, 0.3, 0.002]  # positive over any input change
+    rng = np.random.default_rng()
+    runs = [{"input": list(x), "output": list(np.poly1d(true)(x)), "residual": list(x)}
+            for x in rng.uniform(0.02, 0.3, size=(4, 11))]
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps({"model": "embedded", "weights_sha256": "other", "runs": runs}))
+    out = tmp_path / "fit.json"
+    assert tea_cache.main(["fit", str(points), "--degree", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recorded on other weights" in printed and "44 points" in printed and "NOT POSITIVE" not in printed
+    result = json.loads(out.read_text())
+    assert np.allclose(result["coefficients"], true, rtol=1e-6)
+    assert result["lowest_value"]["value"] > 0.002 and result["degree"] == 2 and len(result["runs"]) == 4
+
+
 @pytest.mark.parametrize("argv, message", [
     (["calibrate", "--steps", "12,x"], "integers separated by commas"),
     (["calibrate", "--steps", "12,2"], "at least 3"),
@@ -114,9 +134,15 @@ def test_fit_refuses_what_it_cannot_fit(x, y, message):
     (["calibrate", "--json", "/no/such/folder/points.json"], "does not exist"),
     (["calibrate", "--target", "noise"], "invalid choice"),
     ([], "required: command"),
+    (["fit", "{tmp}/missing.json"], "cannot read it"),
+    (["fit", "{tmp}/bad.json"], "not a calibration's points"),
+    (["fit", "{tmp}/few.json"], "distinct input changes"),
 ])
-def test_calibration_cli_refuses_bad_input_before_loading_a_model(argv, message, capsys):
+def test_calibration_cli_refuses_bad_input_before_loading_a_model(argv, message, capsys, tmp_path):
+    (tmp_path / "bad.json").write_text('{"runs": [1, 2]}')
+    (tmp_path / "few.json").write_text('{"model": "embedded", "runs": [{"input": [0.1, 0.2], "output": [0.1, 0.2], '
+                                       '"residual": [0.1, 0.2]}]}')
     with pytest.raises(SystemExit) as exit_:
-        tea_cache.main(argv)
+        tea_cache.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
