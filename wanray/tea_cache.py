@@ -8,7 +8,9 @@ consecutive steps to the relative L1 change of the DiT's output. DiffSynth ships
 (Wan2.1-I2V-14B-720P uses DiffSynth's); the bundled embedded model's set is fitted here, on its trained weights:
 
     .venv/bin/python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 \\
-        --frames 33 --degree 1 --json bench/results/tea_cache_calibration_embedded.json
+        --frames 33 --json points.json
+    .venv/bin/python -m wanray.tea_cache fit points.json --degree 1 \\
+        --json bench/results/tea_cache_calibration_embedded.json     # a line: see COEFFICIENTS
 
 It runs whole denoising runs (synthetic photos, their dance's pose video as the VACE input, the model's default
 size and frames, one noise seed per photo) with every pass computed, records per pass and step the input change
@@ -50,7 +52,7 @@ COEFFICIENTS: dict[str, CoefficientSet] = {
         coefficients=(4.76294391e-01, 5.85965101e-03),
         weights_sha256="0572925efeee2007c2af132ec889ea5e4d1bee0c9e0d1d8a131540650495b064",
         command="python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 "
-                "--frames 33 --degree 1",
+                "--frames 33 --json points.json, then python -m wanray.tea_cache fit points.json --degree 1",
     ),
 }
 # A set DiffSynth knows, to construct its TeaCache under before giving it ours (see ``install``).
