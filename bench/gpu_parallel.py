@@ -89,7 +89,7 @@ def run(args) -> None:
         pair = torch.stack([posi.float().cpu(), neg.float().cpu()])
         if not ref_path.exists():  # the first launch is the reference of the later ones
             torch.save(pair, ref_path)
-        elif ref_path.exists():
+        else:
             ref = torch.load(ref_path, weights_only=True)
             row["rel_err_vs_ref"] = f"{((pair - ref).norm() / ref.norm()).item():.1e}"
     del pipe.dit
