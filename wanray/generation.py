@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -42,12 +41,7 @@ ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
 def resolve_model(model: str, model_spec: str | None = None) -> tuple[Path, ModelSpec]:
     """A spec name or a directory -> (directory, spec). Never downloads anything."""
     if model == "embedded":
-        spec = spec_for_dir(EMBEDDED_MODEL_DIR)
-        # Its TeaCache coefficients were fitted on the bundled weights after their wanray_spec.json was written;
-        # the next export (training/embedded.py writes specs.embedded()) carries the id itself.
-        return EMBEDDED_MODEL_DIR, dataclasses.replace(
-            spec, tea_cache_model_id=spec.tea_cache_model_id or NAMED_SPECS["embedded"]().tea_cache_model_id
-        )
+        return EMBEDDED_MODEL_DIR, spec_for_dir(EMBEDDED_MODEL_DIR)
     if model in NAMED_SPECS:
         root = os.environ.get("WANRAY_MODEL_DIR")
         folder = PUBLISHED_FOLDERS[model]
