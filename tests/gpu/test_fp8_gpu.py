@@ -10,7 +10,8 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(autouse=True)
 def float8_gpu():
-    pytest.importorskip("torchao.float8")
+    import torchao.float8  # noqa: F401  (wanray[fp8]: a missing torchao fails here, it is not skipped)
+
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("needs a CUDA GPU of compute capability >= 8.9")
 
