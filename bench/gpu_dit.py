@@ -74,7 +74,8 @@ def dit_inputs(spec, frames, height, width, device, dtype):
     return inputs
 
 
-def bench_dit(spec, frames, height, width, device, dtype, repeats, best_attention, compile_blocks, fp8=False):
+def bench_dit(spec, frames, height, width, device, dtype, repeats, best_attention, compile_blocks, fp8=False,
+              fp8_attention=False, keep_rows=()):
     from diffsynth.pipelines.wan_video import model_fn_wan_video
 
     dit = randomize_(components.build_dit(spec.dit, empty=True), device, dtype).eval().requires_grad_(False)
@@ -86,13 +87,21 @@ def bench_dit(spec, frames, height, width, device, dtype, repeats, best_attentio
         with torch.no_grad():
             return model_fn_wan_video(dit=dit, **inputs)
 
+    # (label, attention, compiled: False | True | "fp8" = compiled with FP8 linears); the baseline always runs
     variants = [("diffsynth (its own attention, float64 RoPE)", None, False),
                 (f"ours: {best_attention} + float32 RoPE + fused RMSNorm", best_attention, False)]
     if compile_blocks:
         variants.append(("ours + torch.compile(blocks)", best_attention, True))
-    if fp8:
+    if fp8_attention:
+        variants.append(("ours + compile + FP8 attention (cudnn-fp8)", "cudnn-fp8", True))
+    if fp8:  # FP8 linears are applied in place, so these rows come last
         variants.append(("ours + compile + FP8 linears (torchao)", best_attention, "fp8"))
+    if fp8 and fp8_attention:
+        variants.append(("ours + compile + FP8 linears + FP8 attention", "cudnn-fp8", "fp8"))
+    if keep_rows:
+        variants = variants[:1] + [v for v in variants[1:] if any(v[0].startswith(k) for k in keep_rows)]
     rows, outputs = [], {}
+    fp8_applied = False
     for label, attention, compiled in variants:
         if attention is None:
             restore_diffsynth_attention()
@@ -100,8 +109,9 @@ def bench_dit(spec, frames, height, width, device, dtype, repeats, best_attentio
         else:
             install_attention(attention, device)
             accel.apply_fast_dit_kernels(dit)
-        if compiled == "fp8":  # the product's --fp8-compute: per-row float8 weights and activations
+        if compiled == "fp8" and not fp8_applied:  # the product's --fp8-compute: per-row float8 linears
             accel.apply_fp8_compute(dit)
+            fp8_applied = True
         if compiled:
             for block in dit.blocks:
                 block.compile(dynamic=False)
@@ -155,6 +165,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
     p.add_argument("--fp8", action="store_true", help="also time FP8 linears (torchao), compiled")
+    p.add_argument("--fp8-attention", action="store_true", help="also time cuDNN FP8 attention (cudnn-fp8), compiled")
+    p.add_argument("--rows", default="", help="';'-separated starts of our row names to keep (DiffSynth's always runs)")
     args = p.parse_args()
     if args.tiny:
         spec, device, dtype = embedded(), torch.device("cpu"), torch.float32
@@ -171,12 +183,13 @@ def main() -> None:
         rows = bench_attention(spec, tokens, device, dtype, args.repeats + 1)
         print("\nattention, one layer (" f"{spec.dit.num_heads} heads x {spec.dit.head_dim})")
         print(table(rows, ["backend", "ms", "TFLOP/s", "rel_err_vs_fp32", "error"]))
-        timed_rows = [r for r in rows if "ms" in r]
+        timed_rows = [r for r in rows if "ms" in r and not BACKENDS[r["backend"]].quantized]  # exact kernels
         best = min(timed_rows, key=lambda r: r["ms"])["backend"] if timed_rows else "sdpa"
         result["attention"] = rows
         result["attention_best"] = best
     if "dit" in sections:
-        rows, info = bench_dit(spec, args.frames, args.height, args.width, device, dtype, args.repeats, best, args.compile, args.fp8)
+        rows, info = bench_dit(spec, args.frames, args.height, args.width, device, dtype, args.repeats, best, args.compile, args.fp8,
+                               args.fp8_attention, [r for r in args.rows.split(";") if r])
         print(f"\nDiT forward ({info['pflop']} PFLOP)")
         print(table(rows, ["variant", "s", "speedup", "TFLOP/s", "first_call_s", "peak_GiB", "rel_err_vs_diffsynth"]))
         result["dit"] = rows

@@ -43,7 +43,7 @@ def run(args) -> None:
     if world > 1:
         init_parallel(parallel, device)
     rank = torch.distributed.get_rank() if world > 1 else 0
-    install_attention(args.attention, device)
+    attention = install_attention(args.attention, device)
     from diffsynth.pipelines.wan_video import WanVideoPipeline
 
     pipe = WanVideoPipeline(device=str(device), torch_dtype=dtype)
@@ -79,7 +79,7 @@ def run(args) -> None:
     first_s = time.perf_counter() - started
     step = timed(cfg_step, repeats=args.repeats, warmup=0)
     row = {"gpus": world, "ulysses": parallel.ulysses_degree, "cfg": parallel.cfg_degree,
-           "compile": args.compile, "fp8": args.fp8, "cfg_step_s": round(step["median_s"], 3),
+           "compile": args.compile, "fp8": args.fp8, "attention": attention, "cfg_step_s": round(step["median_s"], 3),
            "first_cfg_step_s": round(first_s, 1)}
     if parallel.cfg_degree == 1:
         row["plain_step_s"] = round(timed(plain_step, repeats=args.repeats, warmup=0)["median_s"], 3)
@@ -139,7 +139,8 @@ def report(rows_path: str, name: str) -> None:
         r["clip_50step_cfg_s"] = round(50 * r["cfg_step_s"] + vae_s, 1)
         if "plain_step_s" in r:
             r["clip_4step_s"] = round(4 * r["plain_step_s"] + vae_s, 1)
-    print(table(rows, ["gpus", "ulysses", "cfg", "compile", "fp8", "cfg_step_s", "speedup", "plain_step_s", "rel_err_vs_ref",
+    print(table(rows, ["gpus", "ulysses", "cfg", "compile", "fp8", "attention", "cfg_step_s", "speedup", "plain_step_s",
+                       "rel_err_vs_ref",
                        "vae_encode_s", "vae_decode_s", "clip_50step_cfg_s", "clip_4step_s"]))
     print("\nsaved", save(name, {"rows": rows, "note": "clip times = steps x step + VAE encode + decode"}))
 

@@ -2,7 +2,8 @@
 # On an offline GPU host: install the wheels carried in .gpuwhl/ and this checkout (non-editable, so the
 # wanray.datasets/... package mapping applies) into /tmp/site. Then: export PYTHONPATH=/tmp/site
 #   carry .gpuwhl: diffsynth modelscope modelscope-hub ftfy wcwidth diffusers xfuser yunchang distvae
-#                  beautifulsoup4 soupsieve sageattention torchao (pip download --no-deps for cp312 manylinux)
+#                  beautifulsoup4 soupsieve sageattention torchao
+#                  nvidia-cudnn-frontend (1.16.0: FP8 attention; pip download --no-deps for cp312 manylinux)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpuwhl/*.whl

@@ -3,12 +3,14 @@
     python bench/train_step.py                 # GPU: 1280x720, 49 frames, random 14B weights, no files needed
     python bench/train_step.py --frames 33 --steps 2
     python bench/train_step.py --compile --fp8 --only-ours   # + torch.compile and FP8 (torchao float8) rows
+    python bench/train_step.py --compile --fp8 --fp8-attention --only-ours   # + cuDNN FP8 attention rows
     python bench/train_step.py --cpu-embedded  # samples/s of the embedded model's training step on CPU
 
 Baseline: DiffSynth's own training approach at the same shape: a ``DiffusionTrainingModule`` whose
 ``switch_pipe_to_training_mode`` adds the peft LoRA (rank 32, q,k,v,o,ffn.0,ffn.2, bf16 weights),
 ``FlowMatchSFTLoss`` with ``use_gradient_checkpointing``, torch AdamW (as ``launch_training_task``),
-DiffSynth's attention choice, float64 RoPE and RMSNorm. Ours: ``wanray.training.step.micro_step``, the
+DiffSynth's attention choice with sageattention excluded (it has no backward: see gpu()), float64 RoPE and
+RMSNorm. Ours: ``wanray.training.step.micro_step``, the
 loop's step, with our attention selection, float32 RoPE and fused RMSNorm (``accel.apply_fast_dit_kernels``),
 fused AdamW on float32 master copies of the bf16 LoRA weights; optionally ``torch.compile`` per block and
 FP8 matmuls for the frozen base linears (``strategy.fp8``: ``accel.apply_fp8_training``, torchao float8).
@@ -125,6 +127,12 @@ def gpu(args) -> None:
         print(f"| {name} | {seconds:.2f} | {rows[0][1] / seconds:.2f}x | {alloc:.1f} | {reserved:.1f} |", flush=True)
 
     restore_diffsynth()
+    from diffsynth.models import wan_video_dit
+
+    # DiffSynth picks sageattention whenever it imports, and sageattention has no backward: its training would
+    # then get no gradient through self-attention (15.05 s instead of 23.48 s per step on an H200, and wrong).
+    # The baseline is DiffSynth's next choice without flash-attn, torch SDPA, which trains correctly.
+    wan_video_dit.SAGE_ATTN_AVAILABLE = False
     step = diffsynth_step(arch, args.frames, args.height, args.width)
     show(("DiffSynth (DiffusionTrainingModule + FlowMatchSFTLoss)", *timed(step, args.steps, args.warmup)))
     del step
@@ -138,8 +146,14 @@ def gpu(args) -> None:
     if args.fp8:
         variants += [("wanray micro_step + FP8 linears (strategy.fp8)", False, "auto", True, True),
                      ("wanray micro_step + torch.compile + FP8 linears", True, "auto", True, True)]
+    if args.fp8_attention:  # FP8 forward (cuDNN), exact bf16 backward: wanray.fp8_attention
+        variants += [("wanray micro_step + torch.compile + FP8 attention", True, "cudnn-fp8", True, False),
+                     ("wanray micro_step + torch.compile + FP8 linears + FP8 attention", True, "cudnn-fp8", True, True)]
     if args.only_ours:
-        variants = [v for v in variants if v[2] == "auto" and v[3]]  # each switch alone against plain ours
+        variants = [v for v in variants if v[2] != "sdpa" and v[3]]  # each switch alone against plain ours
+    if args.rows:
+        keep = set(args.rows.split(";"))
+        variants = [v for v in variants if v[0] in keep]
     for name, compile_blocks, attention, recompute, fp8 in variants:
         step, backend = wanray_step(arch, args.frames, args.height, args.width, compile_blocks, attention, recompute,
                                     fp8)
@@ -204,6 +218,9 @@ def main() -> None:
     p.add_argument("--fp8", action="store_true",
                    help="also time FP8 linears (torchao float8 training, strategy.fp8), eager and compiled; "
                         "needs a GPU of compute capability >= 8.9")
+    p.add_argument("--fp8-attention", action="store_true",
+                   help="also time cuDNN FP8 attention (forward FP8, backward bf16), compiled, with and without FP8 linears")
+    p.add_argument("--rows", default="", help="';'-separated exact names of our rows to keep (DiffSynth's always runs)")
     p.add_argument("--only-ours", action="store_true", help="keep the baseline, ours (auto attention) and the --compile/--fp8 rows; skip the SDPA and "
                         "selective-checkpointing rows")
     p.add_argument("--cpu-embedded", action="store_true", help="embedded model samples/s on CPU instead")

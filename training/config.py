@@ -189,6 +189,11 @@ class StrategySettings:
             raise ValueError("strategy.recompute_attention=false is selective checkpointing; it has no CPU offload")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"strategy.precision must be auto, bf16 or fp32, got {self.precision!r}")
+        from wanray.attention import BACKENDS
+
+        if self.attention in BACKENDS and not BACKENDS[self.attention].trainable:
+            raise ValueError(f"strategy.attention={self.attention} has no backward pass: training would get no gradient "
+                             "through self-attention; use auto, sdpa or cudnn-fp8")
 
     @property
     def zero(self) -> int:

@@ -6,8 +6,9 @@ and picks FA3 > FA2 > sageattention > SDPA by what imports (so sageattention ins
 
 Backends: ``sdpa`` (torch SDPA, lets torch choose its kernel), ``sdpa-flash``, ``sdpa-cudnn``,
 ``sdpa-efficient``, ``sdpa-math`` (SDPA pinned to one kernel), ``sage`` (sageattention), ``flash2``
-(flash-attn), ``flash3`` (FlashAttention-3, ``flash_attn_interface``), ``xformers``. ``auto`` picks the
-fastest available for the device: on CPU always ``sdpa``.
+(flash-attn), ``flash3`` (FlashAttention-3, ``flash_attn_interface``), ``xformers``, and ``cudnn-fp8``
+(cuDNN's FP8 flash attention on Hopper, ``wanray.fp8_attention``). ``auto`` picks the fastest exact backend
+available for the device (on CPU always ``sdpa``); FP8 attention changes outputs, so it is only ever asked for.
 """
 
 from __future__ import annotations
@@ -37,11 +38,20 @@ class AttentionBackend:
     module: str | None  # the import that must succeed
     install: str  # how to get it
     build: Callable[[], AttentionFn]
+    min_capability: tuple[int, int] = (0, 0)  # CUDA compute capability the kernels need
+    quantized: bool = False  # lossy (FP8): never chosen by ``auto``, passes the acceleration gate when asked for
+    trainable: bool = True  # has a backward pass (sageattention is forward-only: no gradient would flow)
 
     def available(self, device: torch.device) -> bool:
         if self.needs_cuda and device.type != "cuda":
             return False
+        if self.min_capability > (0, 0) and not _has_capability(device, self.min_capability):
+            return False
         return self.module is None or importlib.util.find_spec(self.module) is not None
+
+
+def _has_capability(device: torch.device, needed: tuple[int, int]) -> bool:
+    return needed == (0, 0) or (torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= needed)
 
 
 def _heads_first(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -133,6 +143,19 @@ def _xformers() -> AttentionFn:
     return attention
 
 
+def _cudnn_fp8() -> AttentionFn:
+    from wanray.fp8_attention import fp8_attention
+
+    exact = _sdpa(None)()
+
+    def attention(q, k, v, num_heads):
+        if k.shape[1] != q.shape[1]:  # cross-attention to 512 text / 257 image tokens: ~0.1% of the FLOPs, exact
+            return exact(q, k, v, num_heads)
+        return fp8_attention(q, k, v, num_heads)
+
+    return attention
+
+
 BACKENDS: dict[str, AttentionBackend] = {
     b.name: b
     for b in [
@@ -141,13 +164,16 @@ BACKENDS: dict[str, AttentionBackend] = {
         AttentionBackend("sdpa-flash", True, None, "a CUDA build of torch", _sdpa("flash")),
         AttentionBackend("sdpa-cudnn", True, None, "a CUDA build of torch with cuDNN", _sdpa("cudnn")),
         AttentionBackend("sdpa-efficient", True, None, "a CUDA build of torch", _sdpa("efficient")),
-        AttentionBackend("sage", True, "sageattention", "pip install 'wanray[gpu]' (sageattention)", _sage),
+        AttentionBackend("sage", True, "sageattention", "pip install 'wanray[gpu]' (sageattention)", _sage,
+                         trainable=False),
         AttentionBackend("flash2", True, "flash_attn", "pip install flash-attn --no-build-isolation", _flash2),
         AttentionBackend(
             "flash3", True, "flash_attn_interface",
             "build FlashAttention-3 from github.com/Dao-AILab/flash-attention (hopper/ folder)", _flash3,
         ),
         AttentionBackend("xformers", True, "xformers", "pip install xformers", _xformers),
+        AttentionBackend("cudnn-fp8", True, "cudnn", "pip install nvidia-cudnn-frontend (needs a Hopper GPU or newer)",
+                         _cudnn_fp8, min_capability=(9, 0), quantized=True),
     ]
 }
 
@@ -173,6 +199,10 @@ def select_attention(name: str, device: torch.device | str) -> AttentionBackend:
         raise BackendUnavailable(
             f"attention backend {name!r} needs a CUDA GPU, but the device is {device}; use --attention auto or sdpa"
         )
+    if device.type == "cuda" and not _has_capability(device, backend.min_capability):
+        need = ".".join(map(str, backend.min_capability))
+        raise BackendUnavailable(f"attention backend {name!r} needs a GPU of compute capability >= {need}, "
+                                 f"this one is {torch.cuda.get_device_name(device)}; use --attention auto")
     if not backend.available(device):
         raise BackendUnavailable(f"attention backend {name!r} is not installed: {backend.install}")
     return backend

@@ -17,6 +17,7 @@ from wanray.sampling import SAMPLERS
 
 ATTENTION_CHOICES = (
     "auto", "sdpa", "sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sage", "flash2", "flash3", "xformers",
+    "cudnn-fp8",
 )
 EXAMPLE_PHOTO = Path(__file__).parent / "assets" / "example_photo.png"
 # The photo is rendered by wanray.datasets.example; this is its prompt (example_prompt()) and dance.

@@ -18,6 +18,20 @@ def test_gpu_only_backend_on_cpu_says_so():
         select_attention("sage", "cpu")
 
 
+def test_fp8_attention_on_cpu_says_it_needs_a_gpu():
+    with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
+        select_attention("cudnn-fp8", "cpu")
+
+
+def test_auto_never_picks_a_quantized_backend(monkeypatch):
+    """With every kernel installed, auto still picks an exact one: FP8 attention is only used when asked for."""
+    from wanray.attention import AttentionBackend
+
+    monkeypatch.setattr(AttentionBackend, "available", lambda self, device: True)
+    assert BACKENDS["cudnn-fp8"].quantized
+    assert not select_attention("auto", "cuda").quantized
+
+
 @pytest.mark.parametrize("name", ["flash3", "xformers"])
 def test_missing_backend_gives_install_hint(name):
     with pytest.raises(BackendUnavailable, match="not installed: .*(flash-attention|pip install)"):

@@ -48,6 +48,7 @@ def test_overrides_change_typed_fields_and_revalidate():
     ("optim.warmup=3", "unknown setting"),
     ("scaling.num_workers=1.5", "whole number"),
     ("expert=middle", "must be one of"),
+    ("strategy.attention=sage", "no backward pass"),  # sageattention is forward-only: no gradient would flow
 ])
 def test_bad_values_fail_with_the_fix(assignment, message):
     with pytest.raises(ValueError, match=message):
