@@ -32,7 +32,10 @@ def keep_self_attention_outputs(blocks) -> int:
 
     from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+    import wanray.fp8_attention  # registers wanray::fp8_attention_forward (strategy.attention=cudnn-fp8)
+
     ops = {getattr(torch.ops.aten, name).default for name in _ATTENTION_OPS if hasattr(torch.ops.aten, name)}
+    ops.add(torch.ops.wanray.fp8_attention_forward.default)
 
     def policy(ctx, op, *args, **kwargs):
         is_self = op in ops and args[0].shape[-2] == args[1].shape[-2]  # q and k of the same length
