@@ -130,7 +130,7 @@ def gpu(args) -> None:
     from diffsynth.models import wan_video_dit
 
     # DiffSynth picks sageattention whenever it imports, and sageattention has no backward: its training would
-    # then get no gradient through self-attention (15.05 s instead of 23.48 s per step on an H200, and wrong).
+    # then get no gradient through self-attention (15.05 s instead of 23.4 s per step on an H200, and wrong).
     # The baseline is DiffSynth's next choice without flash-attn, torch SDPA, which trains correctly.
     wan_video_dit.SAGE_ATTN_AVAILABLE = False
     step = diffsynth_step(arch, args.frames, args.height, args.width)

@@ -199,7 +199,7 @@ def select_attention(name: str, device: torch.device | str) -> AttentionBackend:
         raise BackendUnavailable(
             f"attention backend {name!r} needs a CUDA GPU, but the device is {device}; use --attention auto or sdpa"
         )
-    if device.type == "cuda" and not _has_capability(device, backend.min_capability):
+    if device.type == "cuda" and torch.cuda.is_available() and not _has_capability(device, backend.min_capability):
         need = ".".join(map(str, backend.min_capability))
         raise BackendUnavailable(f"attention backend {name!r} needs a GPU of compute capability >= {need}, "
                                  f"this one is {torch.cuda.get_device_name(device)}; use --attention auto")
