@@ -32,3 +32,17 @@ def test_centred_keys_leave_attention_unchanged():
         return F.scaled_dot_product_attention(heads(q), heads(k), heads(v))
 
     assert torch.allclose(attention(centred), attention(k), atol=1e-6)  # float32 centring, float64 attention
+
+
+def test_the_ops_shapes_for_torch_compile_match_their_contract():
+    """torch.compile plans with the ops' fake implementations; they must promise what the kernels return."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    b, s, n, d = 2, 77, 4, 48
+    with FakeTensorMode():
+        q, k, v = (torch.empty(b, s, n * d, dtype=torch.bfloat16) for _ in range(3))
+        out, stats = torch.ops.wanray.fp8_attention_forward(q, k, v, n)
+        grads = torch.ops.wanray.attention_backward_bf16(out, q, k, v, out, stats, n)
+    assert out.shape == q.shape and out.dtype == torch.bfloat16
+    assert stats.shape == (b, n, s, 1) and stats.dtype == torch.float32
+    assert [g.shape for g in grads] == [q.shape] * 3
