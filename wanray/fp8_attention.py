@@ -22,6 +22,8 @@ from functools import cache, lru_cache
 
 import torch
 
+from wanray.attention import _heads_last  # [b, s, n·d] -> [b, s, n, d]
+
 E4M3_MAX = 448.0
 PADDED_HEAD_DIM = 128
 
@@ -144,11 +146,6 @@ def _pad_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, PADDED_HEAD_DIM - head_dim)) if head_dim < PADDED_HEAD_DIM else x
 
 
-def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    b, s, _ = x.shape
-    return x.reshape(b, s, num_heads, -1)  # [b, s, n, d]
-
-
 def _centred(k: torch.Tensor) -> torch.Tensor:
     """[b, s, n·d] keys minus their mean over the sequence (the mean accumulates in float32)."""
     return k - k.mean(dim=1, keepdim=True, dtype=torch.float32).to(k.dtype)
@@ -160,7 +157,7 @@ def fp8_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num
     """q, k, v [b, s, n·d] bf16 -> (out [b, s, n·d] in q's dtype, log-sum-exp stats [b, n, s, 1] float32)."""
     b, s, _ = q.shape
     head_dim = q.shape[2] // num_heads
-    q4, k4, v4 = (_pad_heads(_split_heads(t, num_heads), head_dim) for t in (q, _centred(k), v))
+    q4, k4, v4 = (_pad_heads(_heads_last(t, num_heads), head_dim) for t in (q, _centred(k), v))
     shape, attn_scale = tuple(q4.shape), 1.0 / math.sqrt(head_dim)
     (q8, dq), (k8, dk), (v8, dv) = (_quantize(t.contiguous()) for t in (q4, k4, v4))
     bf16_out = bf16_output(shape, q.device.index, attn_scale)
@@ -196,7 +193,7 @@ def attention_backward_bf16(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Te
     # The keys the forward attended to. dk needs no correction for the centring: each query's score gradients
     # sum to zero over the keys, so the gradients of the centred keys already sum to zero over the sequence.
     k = _centred(k)
-    tensors = [_pad_heads(_split_heads(x.to(torch.bfloat16), num_heads), head_dim).contiguous()
+    tensors = [_pad_heads(_heads_last(x.to(torch.bfloat16), num_heads), head_dim).contiguous()
                for x in (q, k, v, out, grad_out)]
     shape = tuple(tensors[0].shape)
     graph, t = _backward_graph(shape, q.device.index, 1.0 / math.sqrt(head_dim))

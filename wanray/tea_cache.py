@@ -201,6 +201,15 @@ def r_squared(coefficients: np.ndarray, x: Sequence[float], y: Sequence[float]) 
     return float(1.0 - (residual**2).sum() / ((y - y.mean()) ** 2).sum())
 
 
+def fit_runs(runs: Sequence[dict], target: str = "output", degree: int = 4) -> dict:
+    """Fit the recorded runs' input changes to their ``target`` changes: coefficients, R², point count, range."""
+    x = [v for run in runs for v in run["input"]]
+    y = [v for run in runs for v in run[target]]
+    coefficients = fit(x, y, degree)
+    return {"target": target, "degree": degree, "coefficients": [float(c) for c in coefficients],
+            "r2": r_squared(coefficients, x, y), "points": len(x), "input_range": [min(x), max(x)]}
+
+
 def input_changes(pipe, steps: int, shift: float) -> np.ndarray:
     """The relative L1 changes of ``t_mod`` between consecutive steps of a ``steps``-step run. ``t_mod`` depends on
     the timestep alone, so these are the points TeaCache's polynomial is evaluated at, whatever the request."""
@@ -268,11 +277,7 @@ def calibrate(generator, cases: Sequence[Case], steps: Sequence[int], frames: in
                 generator.generate(config)
             print(f"  {case.id} {n} steps: {len(traces)} passes, {time.perf_counter() - started:.1f} s", flush=True)
             runs += [{"case": case.id, "steps": n, "pass": p, **t.to_dict()} for p, t in zip(("positive", "negative"), traces)]
-    x = [v for run in runs for v in run["input"]]
-    y = [v for run in runs for v in run[target]]
-    coefficients = fit(x, y, degree)
-    return {"target": target, "degree": degree, "coefficients": [float(c) for c in coefficients],
-            "r2": r_squared(coefficients, x, y), "points": len(x), "input_range": [min(x), max(x)], "runs": runs}
+    return {**fit_runs(runs, target, degree), "runs": runs}
 
 
 # -- command line --
@@ -347,14 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json: folder {args.json.parent} does not exist")
     if points is not None:  # refit first: bad points fail before the model loads
-        x = [v for run in points["runs"] for v in run["input"]]
-        y = [v for run in points["runs"] for v in run[args.target]]
         try:
-            coefficients = fit(x, y, args.degree)
+            result = {**points, **fit_runs(points["runs"], args.target, args.degree)}
         except ValueError as e:
             parser.error(f"{args.points}: {e}")
-        result = {**points, "target": args.target, "degree": args.degree, "r2": r_squared(coefficients, x, y),
-                  "coefficients": [float(c) for c in coefficients], "points": len(x), "input_range": [min(x), max(x)]}
     generator = WanGenerator.load(ModelConfig(model=model, device=args.device))
     if points is None:
         print(f"calibrating {spec.name}: {args.cases} cases x steps {args.steps}, {spec.default_height}x"
