@@ -72,6 +72,8 @@ class DataSettings:
             model and shape, otherwise the run encodes pixels on the workers (and logs why).
         shuffle_buffer: rows in each worker's local shuffle buffer (0: file order), seeded per epoch.
         limit: use at most this many training entries (smoke runs).
+        batch_size: samples per micro-step on each worker, stacked into one forward, each with its own
+            timestep and noise (every row is fitted to the same shape). A small DiT is launch-bound at 1.
     """
 
     dataset: str
@@ -86,6 +88,7 @@ class DataSettings:
     latent_cache: str | None = None
     shuffle_buffer: int = 0
     limit: int | None = None
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
         self.extra_inputs = tuple(self.extra_inputs)
@@ -98,6 +101,8 @@ class DataSettings:
             raise ValueError(f"data.extra_inputs {bad} unknown; choose from {list(EXTRA_INPUTS)}")
         if self.shuffle_buffer < 0 or (self.limit is not None and self.limit < 1):
             raise ValueError("data.shuffle_buffer must be >= 0 and data.limit >= 1 (or None)")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {self.batch_size}")
 
     @property
     def tokens(self) -> int:
@@ -113,7 +118,7 @@ class OptimSettings:
         lr: peak learning rate. weight_decay / betas / eps: AdamW's.
         warmup_steps: linear warm-up from 0. schedule: after warm-up, ``constant`` or ``cosine`` to 0.
         grad_clip: clip the global gradient norm (None: off).
-        grad_accum: micro-steps per optimizer step (each micro-step is one sample per worker).
+        grad_accum: micro-steps per optimizer step (each micro-step is ``data.batch_size`` samples per worker).
     """
 
     lr: float = 1e-4

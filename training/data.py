@@ -117,7 +117,8 @@ def row_to_sample(row: dict, extra_inputs: tuple[str, ...]):
 
 
 class RowEncoder:
-    """One dataset row -> the DiT's inputs on the device (``input_latents``, ``context``, ``y``, ...)."""
+    """Dataset rows -> the DiT's inputs for them as one batch on the device (``input_latents`` [B, 16, T', H/8,
+    W/8], ``context``, ``y``, ...): each row's tensors (batch dim 1) stacked along the batch dim."""
 
     def __init__(self, pipe, source: str, extra_inputs: tuple[str, ...], device: torch.device, dtype: torch.dtype):
         self.pipe = pipe
@@ -126,13 +127,15 @@ class RowEncoder:
         self.device = device
         self.dtype = dtype
 
-    def __call__(self, row: dict) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        each = [self._encode(row) for row in rows]
+        return {k: torch.cat([t[k] for t in each]).to(self.device, self.dtype) for k in each[0]}
+
+    def _encode(self, row: dict) -> dict[str, torch.Tensor]:
         if self.source == SOURCE_CACHE:
             from wanray.datasets import cache
 
-            tensors = cache.row_to_tensors(row)
-        else:
-            from wanray.encoding import encode_sample
+            return cache.row_to_tensors(row)
+        from wanray.encoding import encode_sample
 
-            tensors = encode_sample(self.pipe, row_to_sample(row, self.extra_inputs))
-        return {k: v.to(self.device, self.dtype) for k, v in tensors.items()}
+        return encode_sample(self.pipe, row_to_sample(row, self.extra_inputs))

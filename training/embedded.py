@@ -187,7 +187,7 @@ def _write_model_with_vae(vae, out: Path) -> Path:
 
 
 def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, frames: int,
-              save_every: int, max_seconds: float | None = None) -> Path:
+              save_every: int, max_seconds: float | None = None, batch: int = 1) -> Path:
     from wanray.training.config import apply_overrides
     from wanray.training.presets import embedded_full
     from wanray.training.trainer import export_path, run
@@ -200,7 +200,8 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         f"model={model_dir.resolve()}", f"data.dataset={data_dir.resolve()}", f"output_dir={out.resolve()}",
         f"data.latent_cache={latents.resolve()}",
         "name=dit_stage", f"max_steps={steps}", "epochs=1000", f"optim.lr={lr}", f"data.height={size}",
-        f"data.width={size}", f"data.frames={frames}", f"checkpoint.every_steps={save_every}",
+        f"data.width={size}", f"data.frames={frames}", f"data.batch_size={batch}",
+        f"checkpoint.every_steps={save_every}",
         "validation.every_steps=0", "log_every=10",
     ]
     if max_seconds:
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128, help="training height = width (multiple of 16)")
     p.add_argument("--frames", type=int, default=17, help="DiT stage clip length, 4n+1")
     p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--batch", type=int, default=8, help="vae stage: clips per step")
+    p.add_argument("--batch", type=int, default=8, help="clips (vae stages) or samples (dit stage) per step")
     p.add_argument("--crop", type=int, default=32, help="vae stage: random square crop (0: whole frames)")
     p.add_argument("--clip-frames", type=int, default=None,
                    help="vae stages: frames per clip, 4n+1 (default 13 for vae, 77 for vae-decoder): the causal "
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.clip_frames or (77 if decoder_only else 13), decoder_only)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
-                  args.max_seconds)
+                  args.max_seconds, args.batch)
     return 0
 
 

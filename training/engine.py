@@ -45,7 +45,7 @@ def build_optimizer(params: list[torch.nn.Parameter], optim: OptimSettings, fuse
     return torch.optim.AdamW(params, **kwargs)
 
 
-def deepspeed_config(strategy: StrategySettings, optim: OptimSettings, bf16: bool) -> dict:
+def deepspeed_config(strategy: StrategySettings, optim: OptimSettings, bf16: bool, micro_batch: int = 1) -> dict:
     zero: dict = {"stage": strategy.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
     if strategy.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
@@ -55,7 +55,7 @@ def deepspeed_config(strategy: StrategySettings, optim: OptimSettings, bf16: boo
         # gather whole layers only when used; keep nothing persistent beyond small tensors
         zero.update({"stage3_param_persistence_threshold": 0, "stage3_max_live_parameters": 1e9})
     return {
-        "train_micro_batch_size_per_gpu": 1,
+        "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": optim.grad_accum,
         "gradient_clipping": optim.grad_clip or 0.0,
         "bf16": {"enabled": bf16},
@@ -198,7 +198,7 @@ class DeepSpeedEngine(Engine):
     """DeepSpeed ZeRO 0-3, optional optimizer/parameter offload; reuses the process group Ray Train set up."""
 
     def __init__(self, module: torch.nn.Module, strategy: StrategySettings, optim: OptimSettings, total_steps: int,
-                 dtype: torch.dtype, device: torch.device):
+                 dtype: torch.dtype, device: torch.device, micro_batch: int = 1):
         import deepspeed
 
         if device.type == "cpu":
@@ -219,7 +219,7 @@ class DeepSpeedEngine(Engine):
             model_parameters=params,
             optimizer=optimizer,
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor),
-            config=deepspeed_config(strategy, optim, bf16=dtype == torch.bfloat16),
+            config=deepspeed_config(strategy, optim, bf16=dtype == torch.bfloat16, micro_batch=micro_batch),
             dist_init_required=False,
         )
         self.stage = strategy.zero_stage
@@ -261,7 +261,7 @@ class DeepSpeedEngine(Engine):
 
 
 def build_engine(module: torch.nn.Module, strategy: StrategySettings, optim: OptimSettings, total_steps: int,
-                 dtype: torch.dtype, device: torch.device) -> Engine:
+                 dtype: torch.dtype, device: torch.device, micro_batch: int = 1) -> Engine:
     if strategy.engine == "deepspeed":
-        return DeepSpeedEngine(module, strategy, optim, total_steps, dtype, device)
+        return DeepSpeedEngine(module, strategy, optim, total_steps, dtype, device, micro_batch)
     return DDPEngine(module, optim, total_steps, dtype, device)

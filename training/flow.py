@@ -42,10 +42,10 @@ def expert_timestep_ids(timesteps: torch.Tensor, expert: str | None, boundary: f
 
 @dataclass
 class NoisedSample:
-    timestep: torch.Tensor  # [1], in the compute dtype (as the pipeline passes it at inference)
-    latents: torch.Tensor  # [1, 16, T', H/8, W/8] x0 noised to the timestep
-    target: torch.Tensor  # [1, 16, T', H/8, W/8] flow-matching velocity target
-    weight: torch.Tensor  # [] DiffSynth's per-timestep loss weight
+    timestep: torch.Tensor  # [B], in the compute dtype (as the pipeline passes it at inference)
+    latents: torch.Tensor  # [B, 16, T', H/8, W/8] x0 noised to each sample's timestep
+    target: torch.Tensor  # [B, 16, T', H/8, W/8] flow-matching velocity target
+    weight: torch.Tensor  # [B] DiffSynth's per-timestep loss weight
 
 
 class FlowMatching:
@@ -59,18 +59,22 @@ class FlowMatching:
         self.id_range = expert_timestep_ids(self.scheduler.timesteps, expert, boundary)
 
     def noise(self, x0: torch.Tensor, generator: torch.Generator, dtype: torch.dtype) -> NoisedSample:
+        """Each of the batch's samples gets its own timestep (the batch covers the noise levels, as separate
+        steps would); with a batch of one the draws are the same as DiffSynth's per-sample training."""
         lo, hi = self.id_range
-        timestep_id = torch.randint(lo, hi, (1,), generator=generator)
+        timestep_ids = torch.randint(lo, hi, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
-        timestep = self.scheduler.timesteps[timestep_id]
+        timesteps = self.scheduler.timesteps[timestep_ids]
+        s = self.scheduler  # its add_noise and training_weight take one timestep: apply them per sample
+        latents = torch.cat([s.add_noise(x0[i : i + 1], noise[i : i + 1], t) for i, t in enumerate(timesteps)])
         return NoisedSample(
-            timestep=timestep.to(dtype=dtype, device=x0.device),
-            latents=self.scheduler.add_noise(x0, noise, timestep),
-            target=self.scheduler.training_target(x0, noise, timestep),
-            weight=self.scheduler.training_weight(timestep),
+            timestep=timesteps.to(dtype=dtype, device=x0.device),
+            latents=latents,
+            target=s.training_target(x0, noise, timesteps),
+            weight=torch.stack([s.training_weight(t) for t in timesteps]),
         )
 
     def loss(self, prediction: torch.Tensor, sample: NoisedSample) -> torch.Tensor:
-        """DiffSynth's loss: weighted MSE in float32."""
-        mse = torch.nn.functional.mse_loss(prediction.float(), sample.target.float())
-        return mse * sample.weight.to(mse.device)
+        """DiffSynth's loss, weighted MSE in float32, per sample; the batch's mean."""
+        mse = (prediction.float() - sample.target.float()).pow(2).flatten(1).mean(dim=1)  # [B]
+        return (mse * sample.weight.to(mse.device)).mean()

@@ -74,6 +74,20 @@ def _rows_of_pass(shard, config: TrainConfig, pass_index: int):
         yield from shard.iter_rows()
 
 
+def _micro_batches(rows, batch_size: int, start: int, stop: int):
+    """``(rows of the pass consumed, [batch_size rows])`` for the rows ``[start, stop)`` of a pass."""
+    batch = []
+    for i, row in enumerate(rows):
+        if i < start:
+            continue  # trained on before the checkpoint this run resumed from
+        if i >= stop:
+            return
+        batch.append(row)
+        if len(batch) == batch_size:
+            yield i + 1, batch
+            batch = []
+
+
 def _staging_dir(dist: _Dist, step: int) -> Path:
     """A directory every rank of this node agrees on (DeepSpeed writes each rank's files into one dir)."""
     return Path(tempfile.gettempdir()) / "wanray-train" / dist.experiment / f"step_{step:08d}"
@@ -140,7 +154,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(config.scaling.cpus_per_worker)))
     model = build_training_model(config, device, latents_cached=plan.source == "cache")
-    engine = build_engine(model.module, config.strategy, config.optim, plan.total_steps, model.dtype, device)
+    engine = build_engine(model.module, config.strategy, config.optim, plan.total_steps, model.dtype, device,
+                          micro_batch=config.data.batch_size)
     flow = FlowMatching(config.expert, config.expert_boundary)
     encode = RowEncoder(model.generator.pipe, plan.source, config.data.extra_inputs, device, model.dtype)
 
@@ -174,8 +189,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             log.warning("validation asked for, but split %r has no entries: skipped", config.data.validation_split)
     has_validation = dist.mean([1.0 if validator else 0.0], device)[0] > 0
 
-    grad_accum = config.optim.grad_accum
-    rows_per_pass = plan.steps_per_pass * grad_accum
+    grad_accum, batch_size = config.optim.grad_accum, config.data.batch_size
+    rows_per_pass = plan.steps_per_pass * grad_accum * batch_size
     shard = ray.train.get_dataset_shard("train")
     window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
     _progress(dist, f"{dist.world} worker(s) on {device}: {plan.total_steps} steps ({plan.steps_per_pass} per pass, "
@@ -183,23 +198,22 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     total_steps, started = plan.total_steps, time.perf_counter()
     while state.step < total_steps:
-        for i, row in enumerate(_rows_of_pass(shard, config, state.pass_index)):
-            if i < state.rows_done:
-                continue  # trained on before the checkpoint this run resumed from
-            if i >= rows_per_pass or state.step >= total_steps:
+        rows = _rows_of_pass(shard, config, state.pass_index)
+        for rows_done, batch in _micro_batches(rows, batch_size, state.rows_done, rows_per_pass):
+            if state.step >= total_steps:
                 break
-            micro = i % grad_accum
+            micro = (rows_done // batch_size - 1) % grad_accum
             boundary = micro == grad_accum - 1
-            loss = micro_step(engine, flow, encode(row), seed=config.seed, step=state.step, rank=dist.rank,
+            loss = micro_step(engine, flow, encode(batch), seed=config.seed, step=state.step, rank=dist.rank,
                               micro=micro, grad_accum=grad_accum, dtype=model.dtype, boundary=boundary,
                               loss_divisor=grad_accum if config.strategy.engine == "ddp" else 1)
             window_loss += loss
             window_n += 1
-            state.rows_done = i + 1
+            state.rows_done = rows_done
             if not boundary:
                 continue
             state.step += 1
-            state.samples_seen += dist.world * grad_accum
+            state.samples_seen += dist.world * grad_accum * batch_size
             if state.rows_done >= rows_per_pass:
                 state.pass_index, state.rows_done = state.pass_index + 1, 0
             _maybe_kill_self(config, dist, state.step)
@@ -221,7 +235,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "epoch": state.pass_index // config.data.repeat,
                 "loss": loss_mean,
                 "lr": engine.lr,
-                "samples_per_s": samples_per_s * dist.world,
+                "samples_per_s": samples_per_s * dist.world * batch_size,
                 "samples_seen": state.samples_seen,
             }
             if validate:

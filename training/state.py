@@ -51,13 +51,14 @@ class RunPlan:
 
 
 def make_plan(*, rows: int, num_workers: int, grad_accum: int, repeat: int, epochs: int, max_steps: int | None,
-              source: str, source_reason: str) -> RunPlan:
+              source: str, source_reason: str, batch_size: int = 1) -> RunPlan:
     rows_per_worker = rows // num_workers
-    steps_per_pass = rows_per_worker // grad_accum
+    steps_per_pass = rows_per_worker // (grad_accum * batch_size)
     if steps_per_pass == 0:
         raise ValueError(
             f"the training split has {rows} entries: fewer than {num_workers} workers x {grad_accum} accumulation "
-            f"steps; add data, or lower scaling.num_workers / optim.grad_accum"
+            f"steps x {batch_size} per batch; add data, or lower scaling.num_workers / optim.grad_accum / "
+            f"data.batch_size"
         )
     total = steps_per_pass * repeat * epochs
     if max_steps is not None:

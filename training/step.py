@@ -11,8 +11,8 @@ def micro_step(engine, flow: FlowMatching, inputs: dict[str, torch.Tensor], *, s
                micro: int, grad_accum: int, dtype: torch.dtype, boundary: bool, loss_divisor: int) -> float:
     """Noise ``inputs["input_latents"]`` with the step's own generator, predict, backward, maybe step.
 
-    ``inputs``: ``input_latents`` [1, 16, T', H/8, W/8] plus the DiT's conditioning (``context``, ``y``,
-    ``clip_feature``, ``vace_context``). Returns the (undivided) loss.
+    ``inputs``: ``input_latents`` [B, 16, T', H/8, W/8] plus the DiT's conditioning (``context``, ``y``,
+    ``clip_feature``, ``vace_context``), batch dim B. Returns the (undivided) loss, the batch's mean.
     """
     inputs = dict(inputs)
     x0 = inputs.pop("input_latents")

@@ -44,7 +44,7 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, dict, RunPlan]:
     data = build_training_data(config)
     plan = make_plan(
         rows=data.rows, num_workers=config.scaling.num_workers, grad_accum=config.optim.grad_accum,
-        repeat=config.data.repeat, epochs=config.epochs, max_steps=config.max_steps, source=data.source,
+        batch_size=config.data.batch_size, repeat=config.data.repeat, epochs=config.epochs, max_steps=config.max_steps, source=data.source,
         source_reason=data.reason,
     )
     log.info("plan: %d training rows, %d steps (%d per pass x %d passes%s), inputs from %s (%s)", plan.rows,

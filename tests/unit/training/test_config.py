@@ -49,6 +49,7 @@ def test_overrides_change_typed_fields_and_revalidate():
     ("scaling.num_workers=1.5", "whole number"),
     ("expert=middle", "must be one of"),
     ("strategy.attention=sage", "no backward pass"),  # sageattention is forward-only: no gradient would flow
+    ("data.batch_size=0", "at least 1"),
 ])
 def test_bad_values_fail_with_the_fix(assignment, message):
     with pytest.raises(ValueError, match=message):
@@ -68,3 +69,24 @@ def test_deepspeed_offload_combinations():
     with pytest.raises(ValueError, match="needs zero_stage 3"):
         apply_overrides(base, ["strategy.engine=deepspeed", "strategy.zero_stage=2", "strategy.offload_params=true"])
     assert apply_overrides(base, ["strategy.zero_stage=3"]).strategy.zero == 0  # DDP ignores the ZeRO stage
+
+
+def test_the_plan_counts_steps_in_batches_of_rows():
+    from wanray.training.state import make_plan
+
+    common = dict(repeat=2, epochs=3, max_steps=None, source="cache", source_reason="")
+    plan = make_plan(rows=101, num_workers=2, grad_accum=3, batch_size=4, **common)
+    assert (plan.rows_per_worker, plan.steps_per_pass, plan.total_steps) == (50, 4, 24)  # 50 // (3 x 4), x 2 x 3
+    assert make_plan(rows=101, num_workers=2, grad_accum=3, **common).steps_per_pass == 16  # batch_size 1
+    with pytest.raises(ValueError, match="2 workers x 3 accumulation steps x 16 per batch"):
+        make_plan(rows=95, num_workers=2, grad_accum=3, batch_size=16, **common)
+
+
+def test_micro_batches_resume_where_the_checkpoint_left_off():
+    from wanray.training.loop import _micro_batches
+
+    rows = [{"id": i} for i in range(11)]
+    whole = list(_micro_batches(rows, 3, start=0, stop=9))
+    assert [(done, [r["id"] for r in batch]) for done, batch in whole] == [(3, [0, 1, 2]), (6, [3, 4, 5]),
+                                                                           (9, [6, 7, 8])]
+    assert list(_micro_batches(rows, 3, start=6, stop=9)) == whole[2:]  # rows 0-5 were trained on before

@@ -1,10 +1,11 @@
 """Flow matching: reproducible per-step randomness, expert timestep ranges, and a loss that falls."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from wanray.training.flow import FlowMatching, expert_timestep_ids, step_generator
+from wanray.training.flow import FlowMatching, NoisedSample, expert_timestep_ids, step_generator
 
 
 def test_step_generator_is_a_pure_function_of_its_arguments():
@@ -41,6 +42,47 @@ def test_noising_is_diffsynths_flow_matching():
     sigma = float(s.timestep) / 1000
     noise = s.target + x0  # target = noise - x0
     assert torch.allclose(s.latents, (1 - sigma) * x0 + sigma * noise, atol=1e-5)
+
+
+def test_a_batch_draws_one_timestep_per_sample_and_noises_each_with_its_own():
+    flow = FlowMatching()
+    x0 = torch.randn(6, 16, 2, 4, 4)
+    s = flow.noise(x0, step_generator(4, 1, 0), torch.float32)
+    assert s.timestep.shape == s.weight.shape == (6,) and len(set(s.timestep.tolist())) > 1
+    noise = s.target + x0
+    for i, t in enumerate(s.timestep):
+        assert torch.allclose(s.latents[i], (1 - float(t) / 1000) * x0[i] + float(t) / 1000 * noise[i], atol=1e-5)
+        assert torch.equal(s.weight[i], flow.scheduler.training_weight(t))
+
+
+def test_a_batched_step_is_the_mean_of_its_samples_steps_on_the_embedded_model():
+    """Stacking samples into one forward mixes nothing between them: the batch's predictions and loss are
+    each sample's own, as if they were run one at a time."""
+    from wanray.encoding import TrainingSample, encode_sample
+    from wanray.training.model import build_training_model
+    from wanray.training.presets import embedded_full
+
+    model = build_training_model(embedded_full(), torch.device("cpu"))
+    rng = np.random.default_rng()
+    each = []
+    for b in range(3):
+        frames = [Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")) for _ in range(5)]
+        each.append(encode_sample(model.generator.pipe, TrainingSample(
+            video=frames, prompt=f"a dancer number {b}", input_image=frames[0], vace_video=frames)))
+    batch = {k: torch.cat([e[k] for e in each]) for k in each[0]}
+    x0 = batch.pop("input_latents")
+    flow = FlowMatching()
+    s = flow.noise(x0, step_generator(int(rng.integers(1000)), 0, 0), torch.float32)
+    with torch.no_grad():
+        prediction = model.module(latents=s.latents, timestep=s.timestep, **batch)
+        losses = []
+        for i in range(3):
+            one = NoisedSample(timestep=s.timestep[i : i + 1], latents=s.latents[i : i + 1],
+                               target=s.target[i : i + 1], weight=s.weight[i : i + 1])
+            alone = model.module(latents=one.latents, timestep=one.timestep, **{k: v[i : i + 1] for k, v in batch.items()})
+            assert torch.allclose(prediction[i : i + 1], alone, atol=1e-4), float((prediction[i] - alone).abs().max())
+            losses.append(float(flow.loss(alone, one)))
+        assert float(flow.loss(prediction, s)) == pytest.approx(np.mean(losses), rel=1e-4)
 
 
 def test_loss_falls_over_a_few_dozen_steps_on_the_embedded_model():
