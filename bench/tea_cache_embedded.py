@@ -3,7 +3,7 @@
     .venv/bin/python bench/tea_cache_embedded.py [--cases 3] [--seed 2000] [--thresholds 0.03,0.05,0.07,0.1,0.2,0.3]
 
 Each synthetic photo (seed 2000: neither the training set's 0 nor the calibration's 1000), with its dance's pose
-video as the VACE input, runs at the model's defaults (128x128, 77 frames, 12 steps, cfg 3: two DiT passes a
+video as the VACE input, runs at the model's defaults (128x128, 77 frames, 12 steps, cfg 1: one DiT pass a
 step) with TeaCache off, the baseline measured in the same run, then at each threshold with the same seed. Per
 threshold: DiT passes computed / total; wall and CPU seconds, and the CPU seconds inside DiffSynth's ``model_fn``
 (DiT, VACE, embeddings, head), each with its speed-up against off; and the acceleration gate (``wanray.metrics``:
@@ -143,7 +143,7 @@ def markdown(summary: list[dict], payload: dict, command: str) -> str:
              (f"`{command}` ({payload['when']}, torch {payload['torch']}, {payload['threads']} threads): "
              f"{payload['cases']} synthetic photos (seed {payload['seed']}) with their pose videos as VACE input, "
              f"{payload['size'][0]}x{payload['size'][1]}x{payload['frames']}, {payload['steps']} steps, cfg "
-             f"{payload['cfg']} (two DiT passes a step), coefficients `wanray-embedded`. Each video is gated "
+             f"{payload['cfg']} ({'two DiT passes' if payload['cfg'] != 1 else 'one DiT pass'} a step), coefficients `wanray-embedded`. Each video is gated "
              "(PSNR >= 32 dB, SSIM >= 0.85) against the same photo and seed with TeaCache off, run in the same "
              "process; sums over the photos, minimum PSNR/SSIM over them. CPU s is the process's CPU time (all "
              "threads): the box is shared, and wall time moved with other work (load average "

@@ -4,7 +4,7 @@
     python bench/train_step.py --frames 33 --steps 2
     python bench/train_step.py --compile --fp8 --only-ours   # + torch.compile and FP8 (torchao float8) rows
     python bench/train_step.py --compile --fp8 --fp8-attention --only-ours   # + cuDNN FP8 attention rows
-    python bench/train_step.py --cpu-embedded  # samples/s of the embedded model's training step on CPU
+    python bench/train_step.py --embedded [--device cuda] [--batches 1,8,32]  # embedded model samples/s per batch
 
 Baseline: DiffSynth's own training approach at the same shape: a ``DiffusionTrainingModule`` whose
 ``switch_pipe_to_training_mode`` adds the peft LoRA (rank 32, q,k,v,o,ffn.0,ffn.2, bf16 weights),
@@ -168,43 +168,67 @@ def gpu(args) -> None:
                   "peak_allocated_GiB": round(a, 1), "peak_reserved_GiB": round(r, 1)} for n, s, a, r in rows]}))
 
 
-def cpu_embedded(args) -> None:
-    """Samples/s of the loop's step on the embedded model (CPU, fp32), LoRA and full, 64x64 and 128x128."""
+def embedded(args) -> None:
+    """Samples/s of the loop's step on the embedded model (fp32, random inputs) per batch size (``data.batch_size``):
+    LoRA of the DiT, and the full DiT + VACE as its DiT stage trains it; with and without gradient checkpointing."""
     import time
 
-    from wanray.components import build_dit
-    from wanray.specs import embedded
+    from wanray.components import build_dit, build_vace
+    from wanray.specs import embedded as embedded_spec
     from wanray.training.config import LoraSettings, OptimSettings
     from wanray.training.engine import DDPEngine
     from wanray.training.flow import FlowMatching
     from wanray.training.model import DiTModule, add_lora
     from wanray.training.step import micro_step
 
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
     torch.set_num_threads(args.threads)
-    spec = embedded()
-    print(f"# embedded model training step on CPU ({args.threads} thread(s)), fp32, random inputs")
-    print("| method | size | frames | samples/s | ms/step |")
-    print("| --- | --- | --- | --- | --- |")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    spec = embedded_spec()
+    shapes = ((128, 77),) if cuda else ((64, 5), (128, 17))
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} thread(s)"
+    print(f"# embedded model training step, {name}, fp32, random inputs; baseline: batch 1 of the same row")
+    print("| method | size x frames | checkpointing | batch | samples/s | ms/step | vs batch 1 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for method in ("lora", "full"):
-        for size, frames in ((64, 5), (128, 17)):
-            dit = build_dit(spec.dit)
-            if method == "lora":
-                add_lora(dit, LoraSettings(rank=16), seed=0)
-            else:
-                dit.requires_grad_(True)
-            module = DiTModule(dit, None, checkpointing=False, offload=False)
-            engine = DDPEngine(module, OptimSettings(lr=1e-4), 100, torch.float32, torch.device("cpu"), prepare=False)
-            inputs = random_inputs(spec.dit, frames, size, size, device="cpu", dtype=torch.float32,
-                                   text_len=spec.text_encoder.text_len)
-            flow = FlowMatching()
-            run = lambda s: micro_step(engine, flow, inputs, seed=0, step=s, rank=0, micro=0, grad_accum=1,  # noqa: E731
-                                       dtype=torch.float32, boundary=True, loss_divisor=1)
-            run(0)
-            started = time.perf_counter()
-            for s in range(args.steps):
-                run(s + 1)
-            per = (time.perf_counter() - started) / args.steps
-            print(f"| {method} | {size}x{size} | {frames} | {1 / per:.1f} | {per * 1000:.0f} |")
+        for size, frames in shapes:
+            for checkpointing in ((True, False) if cuda else (False,)):
+                base = None
+                for batch in args.batches:
+                    torch.manual_seed(0)
+                    dit = build_dit(spec.dit)
+                    vace = None
+                    if method == "lora":
+                        add_lora(dit, LoraSettings(rank=16), seed=0)
+                    else:
+                        vace = build_vace(spec.vace, spec.dit).requires_grad_(True)
+                        dit.requires_grad_(True)
+                    module = DiTModule(dit, vace, checkpointing=checkpointing, offload=False).to(device).train()
+                    engine = DDPEngine(module, OptimSettings(lr=1e-4), 100, torch.float32, device, prepare=False)
+                    one = random_inputs(spec.dit, frames, size, size, device=device, dtype=torch.float32,
+                                        text_len=spec.text_encoder.text_len)
+                    if vace is not None:
+                        one["vace_context"] = torch.randn(1, spec.vace.in_dim, *one["y"].shape[2:], device=device)
+                    inputs = {k: v.expand(batch, *v.shape[1:]).contiguous() for k, v in one.items()}
+                    flow = FlowMatching()
+                    run = lambda s: micro_step(engine, flow, inputs, seed=0, step=s, rank=0, micro=0,  # noqa: E731
+                                               grad_accum=1, dtype=torch.float32, boundary=True, loss_divisor=1)
+                    for s in range(3):
+                        run(s)
+                    sync()
+                    started = time.perf_counter()
+                    for s in range(args.steps):
+                        run(s + 3)
+                    sync()
+                    per = (time.perf_counter() - started) / args.steps
+                    rate = batch / per
+                    base = base or rate
+                    print(f"| {method} | {size}x{size}x{frames} | {checkpointing} | {batch} | {rate:.1f} | "
+                          f"{per * 1000:.0f} | {rate / base:.2f}x |", flush=True)
+                    del engine, module, dit, vace, inputs
+                    if cuda:
+                        free()
 
 
 def main() -> None:
@@ -223,12 +247,16 @@ def main() -> None:
     p.add_argument("--rows", default="", help="';'-separated exact names of our rows to keep (DiffSynth's always runs)")
     p.add_argument("--only-ours", action="store_true", help="keep the baseline, ours (auto attention) and the --compile/--fp8 rows; skip the SDPA and "
                         "selective-checkpointing rows")
-    p.add_argument("--cpu-embedded", action="store_true", help="embedded model samples/s on CPU instead")
+    p.add_argument("--embedded", "--cpu-embedded", action="store_true",
+                   help="embedded model samples/s per batch size instead (--device, --batches)")
+    p.add_argument("--device", default="cpu", help="--embedded: cpu or cuda")
+    p.add_argument("--batches", type=lambda text: [int(b) for b in text.split(",")], default=[1, 2, 4],
+                   help="--embedded: comma-separated batch sizes, the first is the baseline (default 1,2,4)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    if args.cpu_embedded:
+    if args.embedded:
         args.steps = max(args.steps, 10)
-        cpu_embedded(args)
+        embedded(args)
     else:
         gpu(args)
 

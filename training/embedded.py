@@ -187,7 +187,9 @@ def _write_model_with_vae(vae, out: Path) -> Path:
 
 
 def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, frames: int,
-              save_every: int, max_seconds: float | None = None, batch: int = 1) -> Path:
+              save_every: int, max_seconds: float | None = None, batch: int = 1,
+              settings: tuple[str, ...] = ()) -> Path:
+    """``settings``: more ``key=value`` overrides of the run's config (``wanray train run --set``), applied last."""
     from wanray.training.config import apply_overrides
     from wanray.training.presets import embedded_full
     from wanray.training.trainer import export_path, run
@@ -208,7 +210,7 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         overrides.append(f"max_time_s={max_seconds}")
     if device.type == "cuda":
         overrides += ["scaling.use_gpu=true", "strategy.precision=fp32"]
-    config = apply_overrides(embedded_full(), overrides)
+    config = apply_overrides(embedded_full(), [*overrides, *settings])
     result = run(config)
     if result.error:
         raise RuntimeError(f"DiT stage failed: {result.error}")
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-frames", type=int, default=None,
                    help="vae stages: frames per clip, 4n+1 (default 13 for vae, 77 for vae-decoder): the causal "
                         "decoder drifts on clips longer than it was trained on")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="dit stage: override a field of the run's config, as `wanray train run --set` "
+                        "(e.g. optim.schedule=cosine, strategy.gradient_checkpointing=false); repeatable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=None,
                    help="also stop after this many seconds of training, then write the model as if done")
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.clip_frames or (77 if decoder_only else 13), decoder_only)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
-                  args.max_seconds, args.batch)
+                  args.max_seconds, args.batch, tuple(args.settings))
     return 0
 
 

@@ -70,13 +70,13 @@ class DiTModule(torch.nn.Module):
 
     def forward(
         self,
-        latents: torch.Tensor,  # [1, 16, T', H/8, W/8]
-        timestep: torch.Tensor,  # [1]
-        context: torch.Tensor,  # [1, text_len, text_dim]
-        clip_feature: torch.Tensor | None = None,  # [1, 257, 1280]
-        y: torch.Tensor | None = None,  # [1, 20, T', H/8, W/8]
-        vace_context: torch.Tensor | None = None,  # [1, 96, T', H/8, W/8]
-    ) -> torch.Tensor:  # [1, 16, T', H/8, W/8]
+        latents: torch.Tensor,  # [B, 16, T', H/8, W/8]
+        timestep: torch.Tensor,  # [B]: each sample's own
+        context: torch.Tensor,  # [B, text_len, text_dim]
+        clip_feature: torch.Tensor | None = None,  # [B, 257, 1280]
+        y: torch.Tensor | None = None,  # [B, 20, T', H/8, W/8]
+        vace_context: torch.Tensor | None = None,  # [B, 96, T', H/8, W/8]
+    ) -> torch.Tensor:  # [B, 16, T', H/8, W/8]
         from diffsynth.pipelines.wan_video import model_fn_wan_video
 
         return model_fn_wan_video(

@@ -7,10 +7,10 @@ rescaling is a polynomial, fitted per model *and weights*, from the relative L1 
 consecutive steps to the relative L1 change of the DiT's output. DiffSynth ships sets for four Wan2.1 models
 (Wan2.1-I2V-14B-720P uses DiffSynth's); the bundled embedded model's set is fitted here, on its trained weights:
 
-    .venv/bin/python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 \\
-        --frames 33 --json points.json
-    .venv/bin/python -m wanray.tea_cache fit points.json --degree 1 \\
-        --json bench/results/tea_cache_calibration_embedded.json     # a line: see COEFFICIENTS
+    .venv/bin/python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 \\
+        --frames 77 --json points.json
+    .venv/bin/python -m wanray.tea_cache fit points.json --degree 4 \\
+        --json bench/results/tea_cache_calibration_embedded.json
 
 It runs whole denoising runs (synthetic photos, their dance's pose video as the VACE input, the model's default
 size and frames, one noise seed per photo) with every pass computed, records per pass and step the input change
@@ -43,16 +43,15 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE (run 4 of training/README.md), fitted 2026-11-27 on a 2-core CPU: 2 synthetic photos x
-    # 12/25 steps x 2 guidance passes at 128x128x33 = 140 points, input changes 0.021..0.274. A line (R^2 0.73):
-    # degrees 3-4 reach R^2 0.78 on these few points but turn negative above 0.34, where a short run's steps
-    # would then count as no change at all; the line is positive and increasing everywhere.
+    # The bundled DiT + VACE (run 5 of training/README.md), fitted 2026-12-02 on a 2-core CPU (5 min): 4 synthetic
+    # photos x 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes
+    # 0.009..0.218. Degree 4 as DiffSynth's sets, R^2 0.83 (a line: 0.73); positive over runs of 4-150 steps.
     # Points and fit: bench/results/tea_cache_calibration_embedded.json.
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(4.76294391e-01, 5.85965101e-03),
-        weights_sha256="0572925efeee2007c2af132ec889ea5e4d1bee0c9e0d1d8a131540650495b064",
-        command="python -m wanray.tea_cache calibrate --model embedded --cases 2 --seed 1000 --steps 12,25 "
-                "--frames 33 --json points.json, then python -m wanray.tea_cache fit points.json --degree 1",
+        coefficients=(-4.29322944e02, 1.49134801e02, -1.37295791e01, 5.96305207e-01, 2.29195640e-03),
+        weights_sha256="a174ae9813191a3d6ee938b2d5c64a8390ffdae519aa40e57ac7fe935d4cab70",
+        command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 "
+                "--frames 77 --json points.json, then python -m wanray.tea_cache fit points.json --degree 4",
     ),
 }
 # A set DiffSynth knows, to construct its TeaCache under before giving it ours (see ``install``).

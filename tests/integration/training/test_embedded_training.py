@@ -1,5 +1,7 @@
 """The embedded model's two training stages (python -m wanray.training.embedded), tiny, on CPU."""
 
+import json
+
 import torch
 from safetensors.torch import load_file
 
@@ -24,11 +26,14 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
 
     # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
     assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001",
-                 "--save-every", "100", "--batch", "2"]) == 0  # 2 samples per step: 3 steps per pass of 7 rows
+                 "--save-every", "100", "--batch", "2", "--set", "strategy.gradient_checkpointing=false"]) == 0
+    # 2 samples per step: 3 steps per pass of 7 rows
     latest = max(p for p in (out / "dit_stage").glob("checkpoint_*") if p.is_dir())  # Ray names them by time
     state = TrainerState.load(latest)
     assert state.step == 10 and state.samples_seen == 20
     assert (state.pass_index, state.rows_done) == (3, 2)  # 10 steps = 3 passes of 3 steps, then 1 step of 2 rows
+    run_config = json.loads((out / "dit_stage" / "train_config.json").read_text())
+    assert run_config["data"]["batch_size"] == 2 and run_config["strategy"]["gradient_checkpointing"] is False
     assert list((out / "latents").glob("*/train.json"))  # encoded once, by the trained VAE
     before = load_file(str(out / "model_vae" / "diffusion_pytorch_model-00001-of-00001.safetensors"))
     after = load_file(str(out / "model" / "diffusion_pytorch_model-00001-of-00001.safetensors"))

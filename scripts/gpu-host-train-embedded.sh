@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Continue training the shipped embedded model on an offline GPU host (one that has torch but no package index),
+# in steps that each fit one remote command. Carry an offline bundle made here with
+#   HOST_LIST=<host-installed.txt + imageio-ffmpeg> shared/gpu/offline-bundle.sh .bundle --max-mb 31 \
+#       'ray[default,data,train]==2.60.0' diffsynth==2.1.12 av tensorboardX
+# (PyAV replaces imageio-ffmpeg's 45 MB ffmpeg for video I/O), part by part, then on the host:
+#   bash scripts/gpu-host-train-embedded.sh install           # after each transfer: unpack parts, install this checkout
+#   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
+#   DIT_BATCH=32 bash scripts/gpu-host-train-embedded.sh start 900   # background: latent cache, then the DiT stage
+#   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
+# Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
+# the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, DIT_*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
+export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+case ${1:?usage: $0 install|prepare|start SECONDS|wait SECONDS} in
+  install)
+    eval "$(bash .bundle/offline-install.sh .bundle "$SITE")"
+    if [[ ! -f $SITE/.wanray-installed ]] && python3 -c "import ray, diffsynth, av" 2>/dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" . 2>&1 |
+        grep -v "^WARNING" || true
+      mkdir -p "$WORK" && cp -r scripts "$WORK/" && touch "$SITE/.wanray-installed"
+    fi
+    python3 -c "import wanray, ray, diffsynth, torch; print('ready:', wanray.__file__, ray.__version__, torch.cuda.get_device_name())" ||
+      echo "not ready yet: more parts to come" ;;
+  prepare)  # the set renders on the CPUs while the benchmark uses the GPU
+    mkdir -p "$WORK"
+    (cd "$WORK" && python3 -m wanray.datasets.synth --n "${N:-800}" --out "$WORK/synth" --height 128 --width 128 \
+      --frames 77 > "$WORK/synth.log" 2>&1) &
+    python3 bench/train_step.py --embedded --device cuda --batches "${BATCHES:-1,16,32,64}" --steps 10 2>&1 |
+      grep -E "^[|#]"
+    wait $! && tail -1 "$WORK/synth.log" ;;
+  start)
+    mkdir -p "$WORK"
+    # the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT)
+    [[ -d $WORK/base ]] || cp -r wanray/embedded_model "$WORK/base"
+    cd "$WORK"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
+    setsid nohup env STAGES=dit BASE="$WORK/base" bash "$WORK/scripts/train-embedded.sh" cuda "$WORK" 0 "${2:?seconds}" \
+      > "$LOG" 2>&1 < /dev/null &
+    echo "started: log $LOG" ;;
+  wait)
+    deadline=$((SECONDS + ${2:?seconds}))
+    while (( SECONDS < deadline )) && ! grep -q "dit: wrote" "$LOG"; do sleep 5; done
+    grep -E "synth: wrote|latent cache|step [0-9]+/|reached|dit: wrote|Error|error" "$LOG" | tail -25 ;;
+esac
