@@ -144,8 +144,9 @@ def test_cancel_a_running_job(serving_app, photo_bytes):
 def test_twenty_concurrent_jobs_scale_to_two_replicas_and_a_full_queue_is_503(serving_app, make_photo):
     base, config = serving_app
     assert config.max_queued_jobs == 20
-    # jobs of a few seconds each, so the queue outlasts the start of a second replica (model loading)
-    heavier = {"frames": 9, "steps": 2}
+    # jobs of about a second each, so the 20 queued outlast the start of a second replica (Serve's upscale delay
+    # and model loading, 5-11 s): at 2 steps a job took ~0.5 s and the queue could drain first on a fast box
+    heavier = {"frames": 9, "steps": 40}
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(lambda _: submit(base, make_photo(), **heavier), range(20)))
     assert [r.status_code for r in responses] == [202] * 20, [r.text for r in responses if r.status_code != 202]

@@ -48,9 +48,10 @@ def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monke
     (ref_loss, ref_grad), (fp8_loss, fp8_grad) = results
     assert np.isfinite(fp8_loss) and torch.isfinite(fp8_grad).all()
     # e4m3 keeps 3 mantissa bits (rounding <= 2^-4 = 6%) and the gradients' e5m2 2 (<= 12.5%); the errors of
-    # many products average out in the loss (measured 0.1-0.3%) and mostly in the gradient (measured ~5%
-    # relative, cosine 0.998). The bounds leave 5x and 3x room, and the gradient must differ: FP8 did run.
-    assert abs(fp8_loss - ref_loss) <= 0.02 * abs(ref_loss)
+    # many products average out in the loss and mostly in the gradient (measured ~5% relative, cosine 0.998).
+    # On the run-4 weights the loss moved 0.1-0.3%; on the run-5 weights, sharper, 0.02-2.4% (median 1.2%, 12
+    # random draws of this sample). The bounds leave 2x and 3x room, and the gradient must differ: FP8 did run.
+    assert abs(fp8_loss - ref_loss) <= 0.05 * abs(ref_loss)
     relative = ((fp8_grad - ref_grad).norm() / ref_grad.norm()).item()
     assert 1e-3 < relative < 0.15
     assert torch.nn.functional.cosine_similarity(fp8_grad, ref_grad, dim=0) > 0.99
