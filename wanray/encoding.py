@@ -13,6 +13,8 @@ training loop's pixel path produce the same tensors. Keys of the result (each wi
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,37 +65,134 @@ def usable_inputs(pipe, sample: TrainingSample) -> TrainingSample:
     return replace(sample, **drop) if drop else sample
 
 
+@contextmanager
+def _training_scheduler(pipe):
+    """The pipeline's scheduler in training mode (DiffSynth's units read it) for the duration of the block."""
+    was_training = getattr(pipe.scheduler, "training", False)
+    pipe.scheduler.set_timesteps(1000, training=True)
+    try:
+        yield
+    finally:
+        if not was_training:
+            pipe.scheduler.training = False
+
+
 @torch.no_grad()
 def encode_sample(pipe, sample: TrainingSample, tiled: bool = False) -> dict[str, torch.Tensor]:
     """Run the pipeline's encoder units (VAE, umT5, CLIP) in training mode on one sample."""
+    with _training_scheduler(pipe):
+        return _run_units(pipe, sample, tiled)
+
+
+@torch.no_grad()
+def encode_samples(pipe, samples: list[TrainingSample], tiled: bool = False) -> list[dict[str, torch.Tensor]]:
+    """``encode_sample`` for several samples, their VAE encodes batched: each sample runs the pipeline's units in a
+    thread of its own, and ``BatchedVAEEncode`` turns the threads' concurrent ``vae.encode`` calls into one call of
+    the VAE per round. A small VAE is launch-bound (the causal encoder runs chunk after chunk of small kernels), so
+    a batch costs about what one clip does. Tiled encoding (large frames) stays one clip at a time."""
+    if len(samples) <= 1 or tiled:
+        return [encode_sample(pipe, s, tiled) for s in samples]
+    from concurrent.futures import ThreadPoolExecutor
+
+    batcher = BatchedVAEEncode(pipe.vae, len(samples))
+    with _training_scheduler(pipe), batcher.installed(), ThreadPoolExecutor(len(samples)) as pool:
+        futures = [pool.submit(batcher.run, _run_units, pipe, s, tiled) for s in samples]
+        return [f.result() for f in futures]
+
+
+class BatchedVAEEncode:
+    """Stands in for ``WanVideoVAE.encode`` while ``workers`` threads each encode one sample: a call waits until
+    every thread still running is waiting too, then one of them encodes all their clips in one batched call of
+    the VAE model (clips grouped by shape) and hands each caller its own latents."""
+
+    def __init__(self, vae, workers: int):
+        self.vae = vae
+        self.active = workers  # threads that have not finished their sample
+        self.pending: list[dict] = []  # one per waiting call: videos, device, result
+        self.cond = threading.Condition()
+
+    @contextmanager
+    def installed(self):
+        self.vae.encode = self.encode  # an instance attribute shadows the class's method
+        try:
+            yield self
+        finally:
+            del self.vae.encode
+
+    def run(self, fn, *args):
+        """``fn(*args)`` in a worker thread; the thread stops counting as active when it returns or raises."""
+        try:
+            return fn(*args)
+        finally:
+            with self.cond:
+                self.active -= 1
+                self._flush_if_all_waiting()
+
+    def encode(self, videos, device, tiled=False, **tiles):
+        if tiled:
+            raise RuntimeError("BatchedVAEEncode batches untiled encodes only")
+        call = {"videos": [v.to("cpu") for v in videos], "device": device}  # each [3, T, H, W], as DiffSynth's
+        with self.cond:
+            self.pending.append(call)
+            self._flush_if_all_waiting()
+            while "result" not in call:
+                self.cond.wait()
+        if isinstance(call["result"], BaseException):
+            raise call["result"]
+        return call["result"]
+
+    def _flush_if_all_waiting(self) -> None:
+        if not self.pending or len(self.pending) < self.active:
+            return
+        calls, self.pending = self.pending, []
+        try:
+            for call, latents in zip(calls, self._encode_all(calls)):
+                call["result"] = latents
+        except BaseException as e:  # every waiting caller raises it
+            for call in calls:
+                call["result"] = e
+        self.cond.notify_all()
+
+    @torch.no_grad()
+    def _encode_all(self, calls: list[dict]) -> list[torch.Tensor]:
+        clips = [(i, j, v) for i, call in enumerate(calls) for j, v in enumerate(call["videos"])]
+        out: dict[tuple[int, int], torch.Tensor] = {}
+        by_shape: dict[tuple, list] = {}
+        for i, j, v in clips:
+            by_shape.setdefault((tuple(v.shape), v.dtype, str(calls[i]["device"])), []).append((i, j, v))
+        for (_, _, device), group in by_shape.items():
+            x = torch.stack([v for _, _, v in group]).to(device)  # [B, 3, T, H, W]
+            z = self.vae.model.encode(x, self.vae.scale)  # [B, 16, T', H/8, W/8]
+            for (i, j, _), latents in zip(group, z):
+                out[i, j] = latents
+        return [torch.stack([out[i, j] for j in range(len(call["videos"]))]) for i, call in enumerate(calls)]
+
+
+@torch.no_grad()  # also in encode_samples' threads: grad mode is per thread
+def _run_units(pipe, sample: TrainingSample, tiled: bool) -> dict[str, torch.Tensor]:
+    """The pipeline's units on one sample (the scheduler already in training mode)."""
     sample = usable_inputs(pipe, sample)
-    scheduler_was_training = getattr(pipe.scheduler, "training", False)
-    pipe.scheduler.set_timesteps(1000, training=True)
-    try:
-        width, height = sample.video[0].size
-        shared = {
-            "input_video": sample.video,
-            "input_image": sample.input_image,
-            "vace_video": sample.vace_video,
-            "vace_video_mask": sample.vace_video_mask,
-            "vace_reference_image": sample.vace_reference_image,
-            "control_video": sample.control_video,
-            "height": height,
-            "width": width,
-            "num_frames": len(sample.video),
-            "cfg_scale": 1,
-            "cfg_merge": False,
-            "tiled": tiled,
-            "tile_size": DIFFSYNTH_TILES[0],
-            "tile_stride": DIFFSYNTH_TILES[1],
-            "rand_device": "cpu",
-            "vace_scale": 1.0,
-        }
-        posi, nega = {"prompt": sample.prompt}, {}
-        for unit in pipe.units:
-            shared, posi, nega = pipe.unit_runner(unit, pipe, shared, posi, nega)
-    finally:
-        if not scheduler_was_training:
-            pipe.scheduler.training = False
+    width, height = sample.video[0].size
+    shared = {
+        "input_video": sample.video,
+        "input_image": sample.input_image,
+        "vace_video": sample.vace_video,
+        "vace_video_mask": sample.vace_video_mask,
+        "vace_reference_image": sample.vace_reference_image,
+        "control_video": sample.control_video,
+        "height": height,
+        "width": width,
+        "num_frames": len(sample.video),
+        "cfg_scale": 1,
+        "cfg_merge": False,
+        "tiled": tiled,
+        "tile_size": DIFFSYNTH_TILES[0],
+        "tile_stride": DIFFSYNTH_TILES[1],
+        "rand_device": "cpu",
+        "vace_scale": 1.0,
+    }
+    posi, nega = {"prompt": sample.prompt}, {}
+    for unit in pipe.units:
+        shared, posi, nega = pipe.unit_runner(unit, pipe, shared, posi, nega)
     merged = {**shared, **posi}
     return {k: merged[k].detach() for k in ENCODED_KEYS if isinstance(merged.get(k), torch.Tensor)}

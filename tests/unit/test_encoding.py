@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from wanray.encoding import TrainingSample, encode_sample, usable_inputs
+from wanray.encoding import TrainingSample, encode_sample, encode_samples, usable_inputs
 
 
 def _frames(n=5, size=64):
@@ -46,3 +46,33 @@ def test_shapes_and_a_control_video_never_overwrites_the_first_frame_latents(emb
 def test_frame_count_must_be_4n_plus_1():
     with pytest.raises(ValueError, match="4n\\+1"):
         TrainingSample(video=_frames(4), prompt="x")
+
+
+def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(embedded_generator, monkeypatch):
+    pipe = embedded_generator.pipe
+    # mixed shapes (5 and 9 frames) and one sample without a VACE video: calls are grouped, none waits forever
+    samples = [_sample(vace_video=_frames()), _sample(),
+               TrainingSample(video=_frames(9), prompt="a boy dances the robot", input_image=_frames(1)[0],
+                              vace_video=_frames(9))]
+    alone = [encode_sample(pipe, s) for s in samples]
+    model_calls = []
+    encode = type(pipe.vae.model).encode
+    monkeypatch.setattr(type(pipe.vae.model), "encode",
+                        lambda self, x, scale: model_calls.append(x.shape[0]) or encode(self, x, scale))
+    together = encode_samples(pipe, samples)
+    assert [sorted(t) for t in together] == [sorted(a) for a in alone]
+    for a, t in zip(alone, together):
+        for k in a:
+            torch.testing.assert_close(t[k], a[k], rtol=1e-4, atol=1e-5)
+    # VAE inputs per sample: target, first frame, and VACE's two; batched into fewer, larger calls
+    assert sum(model_calls) == sum(1 + 1 + (2 if s.vace_video else 0) for s in samples)
+    assert max(model_calls) > 1 and len(model_calls) < sum(model_calls)
+    assert pipe.scheduler.training is False and "encode" not in vars(pipe.vae)
+
+
+def test_a_failing_sample_fails_the_batch_without_hanging(embedded_generator):
+    broken = _sample()
+    broken.input_image = "not an image"  # the image unit raises inside one thread while the others wait in the VAE
+    with pytest.raises(AttributeError, match="str"):
+        encode_samples(embedded_generator.pipe, [_sample(), broken, _sample()])
+    assert "encode" not in vars(embedded_generator.pipe.vae)

@@ -30,7 +30,9 @@ def two_entry_set(ray_set, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cache_dir(two_entry_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("cache") / "latents"
-    assert main(["datasets", "cache", str(two_entry_set), "--out", str(out), "--split", "all", *TINY_ARGS]) == 0
+    # both entries in one actor call: their VAE encodes batched (wanray.encoding.encode_samples)
+    assert main(["datasets", "cache", str(two_entry_set), "--out", str(out), "--split", "all", *TINY_ARGS,
+                 "--batch-size", "2"]) == 0
     return out
 
 
