@@ -74,6 +74,10 @@ class DataSettings:
         limit: use at most this many training entries (smoke runs).
         batch_size: samples per micro-step on each worker, stacked into one forward, each with its own
             timestep and noise (every row is fitted to the same shape). A small DiT is launch-bound at 1.
+        in_memory: with a latent cache, each worker reads its rows once, keeps their tensors on its device
+            and draws every pass as a seeded permutation of them (no Ray Data pass, no decoding per step).
+            For caches that fit the device's memory (the embedded model: ~4 MB a row); ``shuffle_buffer``
+            then does not apply.
     """
 
     dataset: str
@@ -89,6 +93,7 @@ class DataSettings:
     shuffle_buffer: int = 0
     limit: int | None = None
     batch_size: int = 1
+    in_memory: bool = False
 
     def __post_init__(self) -> None:
         self.extra_inputs = tuple(self.extra_inputs)
@@ -103,6 +108,8 @@ class DataSettings:
             raise ValueError("data.shuffle_buffer must be >= 0 and data.limit >= 1 (or None)")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be at least 1, got {self.batch_size}")
+        if self.in_memory and self.latent_cache is None:
+            raise ValueError("data.in_memory keeps a latent cache's rows in memory: set data.latent_cache too")
 
     @property
     def tokens(self) -> int:
@@ -155,7 +162,9 @@ class StrategySettings:
             (DiffSynth's ``use_gradient_checkpointing_offload``).
         recompute_attention: False keeps each block's self-attention output instead of recomputing it
             in the backward pass (selective checkpointing: faster, + tokens x dim x 2 bytes per block).
-        precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16`` or ``fp32``.
+        precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``bf16``, ``fp32``, or ``tf32``: fp32 weights and
+            activations with TensorFloat-32 matmuls and convolutions on GPUs (~8x plain fp32's matmul rate on
+            Hopper, 10-bit mantissas in the products; the same as fp32 on CPU).
         attention: attention backend (``wanray.attention``); ``auto`` picks the fastest installed.
         compile: ``torch.compile`` each DiT/VACE block (regional, after the LoRA is added; inductor's
             on-disk cache as in generation, ``$WANRAY_COMPILE_CACHE``). CPU works too (needs a C++ compiler).
@@ -172,7 +181,7 @@ class StrategySettings:
     gradient_checkpointing: bool = True
     checkpoint_offload: bool = False
     recompute_attention: bool = True
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32", "tf32"] = "auto"
     attention: str = "auto"
     compile: bool = False
     fp8: bool = False
@@ -192,8 +201,8 @@ class StrategySettings:
             raise ValueError("strategy.checkpoint_offload needs strategy.gradient_checkpointing")
         if self.checkpoint_offload and not self.recompute_attention:
             raise ValueError("strategy.recompute_attention=false is selective checkpointing; it has no CPU offload")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"strategy.precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.precision not in ("auto", "bf16", "fp32", "tf32"):
+            raise ValueError(f"strategy.precision must be auto, bf16, fp32 or tf32, got {self.precision!r}")
         from wanray.attention import BACKENDS
 
         if self.attention in BACKENDS and not BACKENDS[self.attention].trainable:

@@ -186,6 +186,8 @@ def build_training_model(config: TrainConfig, device: torch.device, latents_cach
     from wanray.generation import WanGenerator
 
     dtype = compute_dtype(config.strategy.precision, device)
+    if config.strategy.precision == "tf32" and device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls in this worker process (cuDNN convs default to it)
     generator = WanGenerator.load(
         ModelConfig(
             model=config.model,

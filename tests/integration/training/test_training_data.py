@@ -20,3 +20,11 @@ def test_training_rows_are_counted_without_decoding(tiny_dance_set, tmp_path):
     assert build_training_data(apply_overrides(config, ["data.limit=3"])).rows == 3
     with pytest.raises(Exception, match="could not be decoded"):
         data.datasets["train"].take(1)
+
+
+def test_in_memory_rows_need_a_matching_latent_cache(tiny_dance_set, tmp_path):
+    config = apply_overrides(embedded_lora_smoke(), [f"data.dataset={tiny_dance_set}", "data.in_memory=true",
+                                                     f"data.latent_cache={tmp_path / 'no-cache'}"])
+    with pytest.raises(ValueError, match="data.in_memory needs a latent cache that matches the run, but latent cache "
+                                         ".*no-cache does not exist"):
+        build_training_data(config)

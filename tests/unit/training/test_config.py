@@ -50,6 +50,8 @@ def test_overrides_change_typed_fields_and_revalidate():
     ("expert=middle", "must be one of"),
     ("strategy.attention=sage", "no backward pass"),  # sageattention is forward-only: no gradient would flow
     ("data.batch_size=0", "at least 1"),
+    ("data.in_memory=true", "set data.latent_cache too"),
+    ("strategy.precision=fp16", "one of \[.auto., .bf16., .fp32., .tf32.\]"),
 ])
 def test_bad_values_fail_with_the_fix(assignment, message):
     with pytest.raises(ValueError, match=message):
@@ -90,3 +92,45 @@ def test_micro_batches_resume_where_the_checkpoint_left_off():
     assert [(done, [r["id"] for r in batch]) for done, batch in whole] == [(3, [0, 1, 2]), (6, [3, 4, 5]),
                                                                            (9, [6, 7, 8])]
     assert list(_micro_batches(rows, 3, start=6, stop=9)) == whole[2:]  # rows 0-5 were trained on before
+
+
+def test_tf32_trains_in_float32():
+    import torch
+
+    from wanray.training.model import compute_dtype
+
+    config = apply_overrides(get_preset("embedded_lora"), ["strategy.precision=tf32"])
+    assert compute_dtype(config.strategy.precision, torch.device("cuda")) == torch.float32
+    assert compute_dtype("auto", torch.device("cuda")) == torch.bfloat16
+
+
+class _Shard:
+    """A worker's dataset shard as the loop sees it (``iter_rows``), over latent-cache rows."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def iter_rows(self):
+        yield from self.rows
+
+
+def test_resident_rows_index_the_cached_tensors_and_replay_each_pass():
+    import torch
+    from safetensors.torch import save
+
+    from wanray.training.data import ResidentRows
+
+    tensors = [{"input_latents": torch.randn(1, 16, 2, 4, 4), "context": torch.randn(1, 8, 128)} for _ in range(7)]
+    resident = ResidentRows(_Shard([{"tensors": save(t)} for t in tensors]), torch.device("cpu"), torch.float64)
+    assert resident.count == 7
+    assert resident.nbytes == sum(v.numel() for t in tensors for v in t.values()) * 8
+    order = resident.pass_order(seed=3, pass_index=2)
+    assert sorted(order) == list(range(7))
+    assert resident.pass_order(seed=3, pass_index=2) == order  # a resumed run replays the pass
+    assert any(resident.pass_order(seed=3, pass_index=p) != order for p in (0, 1, 3))
+    batch = resident(order[:3])  # [3, ...] each, in the pass's order, in the model's dtype
+    for key in tensors[0]:
+        expected = torch.cat([tensors[i][key] for i in order[:3]]).double()
+        assert batch[key].dtype == torch.float64 and torch.equal(batch[key], expected)
+    with pytest.raises(RuntimeError, match="empty"):
+        ResidentRows(_Shard([]), torch.device("cpu"), torch.float32)
