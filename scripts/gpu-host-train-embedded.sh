@@ -6,15 +6,17 @@
 # (PyAV replaces imageio-ffmpeg's 45 MB ffmpeg for video I/O), part by part, then on the host:
 #   bash scripts/gpu-host-train-embedded.sh install           # after each transfer: unpack parts, install this checkout
 #   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
-#   DIT_BATCH=32 bash scripts/gpu-host-train-embedded.sh start 900   # background: latent cache, then the DiT stage
+#   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
+#   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT in bf16) as <= 15 MB pieces in OUT
 # Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
-# the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, DIT_*).
+# the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, STAGES,
+# VAE_*, DIT_*) and its three stage budgets in seconds; with STAGES=dit the DiT continues the shipped model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
 export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
-case ${1:?usage: $0 install|prepare|start SECONDS|wait SECONDS} in
+case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
   install)
     eval "$(bash .bundle/offline-install.sh .bundle "$SITE")"
     if [[ ! -f $SITE/.wanray-installed ]] && python3 -c "import ray, diffsynth, av" 2>/dev/null; then
@@ -33,14 +35,26 @@ case ${1:?usage: $0 install|prepare|start SECONDS|wait SECONDS} in
     wait $! && tail -1 "$WORK/synth.log" ;;
   start)
     mkdir -p "$WORK"
-    # the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT)
+    # without the vae stage, the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT)
     [[ -d $WORK/base ]] || cp -r wanray/embedded_model "$WORK/base"
     cd "$WORK"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
-    setsid nohup env STAGES=dit BASE="$WORK/base" bash "$WORK/scripts/train-embedded.sh" cuda "$WORK" 0 "${2:?seconds}" \
-      > "$LOG" 2>&1 < /dev/null &
+    setsid nohup env BASE="$WORK/base" bash "$WORK/scripts/train-embedded.sh" cuda "$WORK" "${2:?vae seconds}" \
+      "${3:?dit seconds}" "${4:?decoder seconds}" > "$LOG" 2>&1 < /dev/null &
     echo "started: log $LOG" ;;
   wait)
     deadline=$((SECONDS + ${2:?seconds}))
-    while (( SECONDS < deadline )) && ! grep -q "dit: wrote" "$LOG"; do sleep 5; done
-    grep -E "synth: wrote|latent cache|step [0-9]+/|reached|dit: wrote|Error|error" "$LOG" | tail -25 ;;
+    while (( SECONDS < deadline )) && ! grep -qE "train-embedded: done|Traceback" "$LOG"; do sleep 5; done
+    grep -E "synth: wrote|new VAE|vae(_decoder)?: step [0-9]+0?0/|latent cache|cache: [0-9]+ entries|in_memory|step [0-9]+/|reached|wrote|done|Error|error" \
+      "$LOG" | tail -40
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+  pack)  # the trained model, its DiT in bf16 as shipped, in pieces small enough to send back
+    out=${2:?out dir}; mkdir -p "$WORK/ship"
+    python3 -c "
+from pathlib import Path; from safetensors.torch import load_file; from wanray.model_writer import write_dit_shards
+src = Path('$WORK/model'); files = sorted(src.glob('diffusion_pytorch_model-*.safetensors'))
+state = {k: v for f in files for k, v in load_file(str(f)).items()}
+[f.unlink() for f in files]; print(write_dit_shards(src, state))"   # one bf16 file
+    tar -C "$WORK" -cf - model | split -b 15000000 - "$out/model.tar.part-"
+    grep -E "vae(_decoder)?: step|step [0-9]+/" "$LOG" | tail -400 > "$out/train.log" || true
+    ls -la "$out" ;;
 esac

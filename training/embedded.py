@@ -46,12 +46,20 @@ def _decode(path: Path, size: int) -> np.ndarray:
     return np.stack([np.asarray(fit(Image.fromarray(f), size, size)) for f in frames])  # [T, H, W, 3] uint8
 
 
-def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, crop: int = 0):
+def _moving_pixels(video: np.ndarray, threshold: int = 16) -> np.ndarray:
+    """[(y, x)] of the pixels that change over the clip (the dancer; the scene is static): [N, 2] int."""
+    change = np.abs(video.astype(np.int16) - video[:1]).max(axis=(0, 3))  # [H, W]
+    return np.argwhere(change > threshold)
+
+
+def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, crop: int = 0, focus: float = 0.0):
     """Endless batches [batch, 3, frames, crop, crop] in [-1, 1]: random windows and crops of the target videos.
 
-    Every target video is decoded once, up front, by a process pool (a 128x128x33 clip is 1.6 MB: 800 of them
+    Every target video is decoded once, up front, by a process pool (a 128x128x77 clip is 3.8 MB: 1,200 of them
     fit in memory), so the GPU is not left waiting on ffmpeg. The VAE is convolutional, so small crops teach
     it the same local code as whole frames at a fraction of the cost per step; ``crop=0`` keeps whole frames.
+    ``focus``: the share of crops centred on a moving pixel. The dancer covers ~10% of a frame and is all the
+    VAE finds hard (thin limbs, four poses per latent frame); uniform crops spend most steps on static scenery.
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -62,15 +70,20 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         videos = list(pool.map(_decode, paths, [size] * len(paths), chunksize=8))
+    moving = [_moving_pixels(v) for v in videos] if crop and focus else []
     print(f"vae: decoded {len(videos)} videos in {time.perf_counter() - started:.1f} s", flush=True)
     rng = random.Random(seed)
     pending: list[torch.Tensor] = []
     while True:
-        video = rng.choice(videos)
+        n = rng.randrange(len(videos))
+        video = videos[n]
         start = rng.randrange(0, max(1, len(video) - frames + 1))
         clip = video[start : start + frames]  # [T, H, W, 3]
         if crop:
             top, left = rng.randrange(0, size - crop + 1), rng.randrange(0, size - crop + 1)
+            if moving and len(moving[n]) and rng.random() < focus:
+                y, x = moving[n][rng.randrange(len(moving[n]))]
+                top, left = (min(max(int(c) - crop // 2, 0), size - crop) for c in (y, x))
             clip = clip[:, top : top + crop, left : left + crop]
         pending.append(torch.from_numpy(np.ascontiguousarray(clip)).float() / 127.5 - 1)
         if len(pending) == batch:
@@ -80,23 +93,36 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
 
 def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
               seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
-              clip_frames: int = 13, decoder_only: bool = False) -> Path:
+              clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
+              checkpoint_only: bool = False) -> Path | None:
     """Train the VAE from scratch, or (``decoder_only``) fine-tune the decoder of ``<out>``'s trained VAE.
 
     The decoder-only stage keeps the encoder, hence the latent space a trained DiT learned, exactly as it is.
     It exists because a causal decoder trained on short clips drifts past that length: with 13-frame clips
     the reconstruction error of a 77-frame clip grew from 0.03 to 0.14-0.37 L1 over its last frames (0.06-0.12 after
     this stage: `bench/embedded_vae_drift.py`).
+    ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's). ``checkpoint_only``: train and
+    checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
+    latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
     """
+    from dataclasses import replace
+
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
     from wanray.loading import load_model_dir
-    from wanray.specs import embedded
+    from wanray.specs import VAEArch, spec_for_dir
 
-    spec = embedded()
     torch.manual_seed(seed)
-    source = _latest_model_dir(out) if decoder_only else None
-    vae = load_model_dir(source, spec).vae if source else build_vae(spec.vae)
+    if decoder_only:
+        source = _latest_model_dir(out)
+        vae = load_model_dir(source, spec_for_dir(source)).vae
+    else:
+        source = None
+        spec = _bundled_spec()
+        spec = replace(spec, vae=VAEArch(dim=vae_dim or spec.vae.dim, z_dim=spec.vae.z_dim))
+        vae = build_vae(spec.vae)
+        print(f"vae: new VAE of base width {spec.vae.dim}: "
+              f"{sum(p.numel() for p in vae.model.parameters()) / 1e6:.2f} M parameters", flush=True)
     model = vae.model.to(device).float().train().requires_grad_(not decoder_only)  # VideoVAE_
     if decoder_only:
         model.conv2.requires_grad_(True)
@@ -114,17 +140,20 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         print(f"{stage}: resumed at step {step}", flush=True)
-    clips = _clips(data_dir, size, frames=clip_frames, seed=seed + step, batch=batch, crop=crop)
     cuda = device.type == "cuda"
     if cuda:  # small odd-shaped 3-D convs: let cuDNN pick its fastest kernels once, in TF32
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     window, started = [], time.perf_counter()
-    deadline = started + max_seconds if max_seconds else float("inf")
+    deadline = started + max_seconds if max_seconds is not None else float("inf")
+    clips = None  # decoding every video takes a while: not when resuming only to write the model
     while step < steps:
         if time.perf_counter() > deadline:
             print(f"{stage}: --max-seconds {max_seconds:g} reached at step {step}", flush=True)
             break
+        if clips is None:
+            clips = _clips(data_dir, size, frames=clip_frames, seed=seed + step, batch=batch, crop=crop, focus=focus)
+            window, started = [], time.perf_counter()
         x = next(clips).to(device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # fp32 weights, bf16 convs on a GPU
             with torch.set_grad_enabled(not decoder_only):
@@ -147,9 +176,12 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
             _save_vae_checkpoint(ckpt_path, model, optimizer, step)
     if step % save_every:  # the last steps since a periodic checkpoint
         _save_vae_checkpoint(ckpt_path, model, optimizer, step)
+    if checkpoint_only:
+        print(f"{stage}: checkpoint at step {step} in {ckpt_path}; no model written (--checkpoint-only)", flush=True)
+        return None
     vae.model = model.eval().requires_grad_(False).cpu()
     if not decoder_only:
-        return _write_model_with_vae(vae, out / "model_vae")
+        return _write_model_with_vae(vae, spec, out / "model_vae")
     from wanray.model_writer import write_vae
 
     for folder in (out / "model_vae", out / "model"):  # same latents: both stay consistent with their DiT
@@ -171,15 +203,21 @@ def _save_vae_checkpoint(path: Path, model, optimizer, step: int) -> None:
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
-def _write_model_with_vae(vae, out: Path) -> Path:
-    """The bundled embedded model with this VAE, written by ``wanray.model_writer.write_model_dir``."""
+def _bundled_spec():
+    from wanray.generation import EMBEDDED_MODEL_DIR
+    from wanray.specs import spec_for_dir
+
+    return spec_for_dir(EMBEDDED_MODEL_DIR)
+
+
+def _write_model_with_vae(vae, spec, out: Path) -> Path:
+    """The bundled embedded model's DiT, VACE and encoders with this VAE (``spec``: the bundled spec with this
+    VAE's architecture), written by ``wanray.model_writer.write_model_dir``."""
     from wanray.generation import EMBEDDED_MODEL_DIR
     from wanray.loading import load_model_dir
     from wanray.model_writer import write_model_dir
-    from wanray.specs import embedded
 
-    spec = embedded()
-    c = load_model_dir(EMBEDDED_MODEL_DIR, spec)
+    c = load_model_dir(EMBEDDED_MODEL_DIR, _bundled_spec())
     path = write_model_dir(out, spec, dits=c.dits, vaces=c.vaces, text_encoder=c.text_encoder, vae=vae,
                            image_encoder=c.image_encoder, tokenizer_dir=c.tokenizer_dir, dit_dtype=torch.float32)
     print(f"vae: wrote {path}", flush=True)
@@ -204,12 +242,12 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         "name=dit_stage", f"max_steps={steps}", "epochs=1000", f"optim.lr={lr}", f"data.height={size}",
         f"data.width={size}", f"data.frames={frames}", f"data.batch_size={batch}",
         f"checkpoint.every_steps={save_every}",
-        "validation.every_steps=0", "log_every=10",
+        "validation.every_steps=0", "log_every=10", "data.in_memory=true",
     ]
     if max_seconds:
         overrides.append(f"max_time_s={max_seconds}")
     if device.type == "cuda":
-        overrides += ["scaling.use_gpu=true", "strategy.precision=fp32"]
+        overrides += ["scaling.use_gpu=true", "strategy.precision=tf32"]
     config = apply_overrides(embedded_full(), [*overrides, *settings])
     result = run(config)
     if result.error:
@@ -236,10 +274,11 @@ def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, f
 
     model, shape = str(model_dir.resolve()), VideoShape(height=size, width=size, frames=frames)
     if not cache_matches(cache_dir, model, shape, "train"):
-        cuda = device.type == "cuda"  # one encoder actor is launch-bound on a GPU (~20% busy): share it by 8
+        # The VAE is launch-bound on a GPU (one entry at a time kept it ~20% busy): 16 entries per call, 4 actors
+        cuda = device.type == "cuda"
         build_cache(CacheConfig(root=data_dir, out=cache_dir, model=model, split="train", shape=shape,
-                                device=device.type, dtype="float32", actors=8 if cuda else 1,
-                                gpus_per_actor=0.125 if cuda else 0.0, overwrite=True))
+                                device=device.type, dtype="float32", actors=4 if cuda else 1,
+                                gpus_per_actor=0.25 if cuda else 0.0, batch_size=16 if cuda else 4, overwrite=True))
     print(f"dit: latent cache {cache_dir}", flush=True)
     return cache_dir
 
@@ -261,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-frames", type=int, default=None,
                    help="vae stages: frames per clip, 4n+1 (default 13 for vae, 77 for vae-decoder): the causal "
                         "decoder drifts on clips longer than it was trained on")
+    p.add_argument("--vae-dim", type=int, default=None,
+                   help="vae stage: base width of the new VAE (default: the bundled model's; Wan's own is 96)")
+    p.add_argument("--focus", type=float, default=0.75,
+                   help="vae stages: share of crops centred on a moving pixel (the dancer) rather than anywhere")
+    p.add_argument("--checkpoint-only", action="store_true",
+                   help="vae stages: checkpoint but write no model folder (while a DiT stage uses it); rerun "
+                        "without it and with --max-seconds 0 to write the VAE")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="dit stage: override a field of the run's config, as `wanray train run --set` "
                         "(e.g. optim.schedule=cosine, strategy.gradient_checkpointing=false); repeatable")
@@ -275,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         decoder_only = args.stage == "vae-decoder"
         train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
-                  args.clip_frames or (77 if decoder_only else 13), decoder_only)
+                  args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
+                  args.checkpoint_only)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

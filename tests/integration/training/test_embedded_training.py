@@ -18,10 +18,12 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     out = tmp_path / "embedded"
     common = ["--data", str(tiny_dance_set), "--out", str(out), "--size", "64", "--save-every", "2"]
     vae_args = ["--batch", "2", "--crop", "32", "--clip-frames", "5"]
-    assert main(["--stage", "vae", *common, "--steps", "2", *vae_args]) == 0
+    # a new VAE of another width than the bundled one (8: a fast test), crops centred on the dancer
+    assert main(["--stage", "vae", *common, "--steps", "2", *vae_args, "--vae-dim", "8", "--focus", "1"]) == 0
     bundled, trained = _vae_weights(EMBEDDED_MODEL_DIR), _vae_weights(out / "model_vae")
     assert bundled.keys() == trained.keys()
-    assert any(not torch.equal(bundled[k], trained[k]) for k in bundled)  # the VAE did train
+    assert trained["encoder.conv1.weight"].shape[0] == 8 != bundled["encoder.conv1.weight"].shape[0]
+    assert json.loads((out / "model_vae" / "wanray_spec.json").read_text())["vae"]["dim"] == 8
     assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
 
     # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
@@ -44,7 +46,13 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
 
     # the decoder-only stage: longer clips, the encoder (so the latents the DiT learned) untouched
     vae_before = _vae_weights(out / "model")
-    assert main(["--stage", "vae-decoder", *common, "--steps", "1", *vae_args[:-1], "9"]) == 0
+    # --checkpoint-only (beside a running DiT stage): trains, writes no model folder
+    assert main(["--stage", "vae-decoder", *common, "--steps", "1", *vae_args[:-1], "9", "--checkpoint-only"]) == 0
+    assert all(torch.equal(v, _vae_weights(out / "model")[k]) for k, v in vae_before.items())
+    # --max-seconds 0: resumes, trains no step, writes the checkpoint's VAE
+    assert main(["--stage", "vae-decoder", *common, "--steps", "100", *vae_args[:-1], "9", "--max-seconds", "0"]) == 0
+    assert torch.load(out / "vae_decoder_stage" / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert any(not torch.equal(v, _vae_weights(out / "model")[k]) for k, v in vae_before.items())
     # rerun with more steps: resumes at its checkpoint (the vae stage shares this code)
     assert main(["--stage", "vae-decoder", *common, "--steps", "2", *vae_args[:-1], "9"]) == 0
     assert torch.load(out / "vae_decoder_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
