@@ -294,6 +294,30 @@ def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
     return changed
 
 
+# -- VAE: the all-zero clip VACE encodes on every generation --
+
+
+def memoize_zero_clip_encodes(vae: torch.nn.Module) -> None:
+    """Encode an all-zero clip once per shape. VACE encodes ``video x (1 - mask)`` on every generation, and with
+    no mask (a pose video: the whole frame is generated) that clip is all zeros, so its latents depend only on
+    its shape and the VAE's weights: one of the three or four VAE passes of a generation. Only for a VAE whose
+    weights no longer change (generation), never one being trained."""
+    original = vae.encode
+
+    memo: dict[tuple, torch.Tensor] = {}
+
+    def encode(videos, device, tiled=False, tile_size=(34, 34), tile_stride=(18, 16)):
+        if all(not v.any() for v in videos):  # one pass over the pixels, against a whole encode
+            key = (tuple(tuple(v.shape) for v in videos), videos[0].dtype, str(device), tiled, tuple(tile_size),
+                   tuple(tile_stride))
+            if key not in memo:
+                memo[key] = original(videos, device, tiled=tiled, tile_size=tile_size, tile_stride=tile_stride)
+            return memo[key].clone()
+        return original(videos, device, tiled=tiled, tile_size=tile_size, tile_stride=tile_stride)
+
+    vae.encode = encode  # an instance attribute shadows WanVideoVAE.encode
+
+
 # -- DiT kernels our adapter owns: RoPE in float32, fused RMSNorm --
 
 # Sequence-parallel shard of this process (set by wanray.parallel); RoPE slices the full-sequence table with it.

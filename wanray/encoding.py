@@ -113,11 +113,15 @@ class BatchedVAEEncode:
 
     @contextmanager
     def installed(self):
+        before = vars(self.vae).get("encode")  # a wrapper of our own (accel.memoize_zero_clip_encodes), or none
         self.vae.encode = self.encode  # an instance attribute shadows the class's method
         try:
             yield self
         finally:
-            del self.vae.encode
+            if before is None:
+                del self.vae.encode
+            else:
+                self.vae.encode = before
 
     def run(self, fn, *args):
         """``fn(*args)`` in a worker thread; the thread stops counting as active when it returns or raises."""

@@ -270,6 +270,7 @@ def build_pipeline(components: WanComponents, device: torch.device, dtype: torch
     pipe = WanVideoPipeline(device=str(device), torch_dtype=dtype)
     pipe.text_encoder = components.text_encoder.to(device)
     pipe.vae = components.vae.to(device)
+    accel.memoize_zero_clip_encodes(pipe.vae)
     pipe.image_encoder = components.image_encoder.to(device) if components.image_encoder is not None else None
     pipe.dit = components.dits[0].to(device)
     pipe.dit2 = components.dits[1].to(device) if len(components.dits) > 1 else None

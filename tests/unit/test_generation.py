@@ -67,6 +67,32 @@ def test_vace_video_conditions_the_output(embedded_generator, photo):
     assert vace.shape == base.shape and not np.array_equal(base, vace)
 
 
+def test_the_all_zero_vace_clip_is_encoded_once_per_shape_with_the_same_latents(embedded_generator, photo,
+                                                                                monkeypatch):
+    from diffsynth.models.wan_video_vae import WanVideoVAE
+
+    vae = embedded_generator.pipe.vae
+    zeros = torch.zeros(1, 3, 9, 64, 64)
+    expected = WanVideoVAE.encode(vae, zeros, device="cpu")  # DiffSynth's own, no memo
+    assert torch.equal(vae.encode(zeros, device="cpu"), expected)
+    encodes = []
+    encode = type(vae.model).encode
+    monkeypatch.setattr(type(vae.model), "encode", lambda self, x, scale: encodes.append(x) or encode(self, x, scale))
+    again = vae.encode(zeros, device="cpu")
+    assert torch.equal(again, expected) and not encodes  # from the memo, a copy a caller may change
+    again += 1
+    assert torch.equal(vae.encode(zeros, device="cpu"), expected)
+    clip = torch.rand(1, 3, 9, 64, 64) * 2 - 1  # anything else is encoded, every time
+    vae.encode(clip, device="cpu"), vae.encode(clip, device="cpu")
+    assert len(encodes) == 2
+    # a generation with a pose video (no mask): VACE's inactive clip is all zeros, so one encode fewer
+    rng = np.random.default_rng()
+    pose = [Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")) for _ in range(9)]
+    encodes.clear()
+    _gen(embedded_generator, photo, vace_video=pose)
+    assert len(encodes) == 2  # the first frame's clip and VACE's reactive one
+
+
 def test_tea_cache_without_coefficients_is_refused(embedded_generator, photo, monkeypatch):
     # the embedded model has coefficients (wanray.tea_cache); a model without any is refused before any work
     monkeypatch.setattr(embedded_generator, "spec", dataclasses.replace(embedded_generator.spec, tea_cache_model_id=None))
