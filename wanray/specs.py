@@ -263,7 +263,7 @@ def embedded() -> ModelSpec:
         text_encoder=TextEncoderArch(
             vocab=2048, dim=128, dim_attn=128, dim_ffn=256, num_heads=4, num_layers=2, text_len=64
         ),
-        vae=VAEArch(dim=16),
+        vae=VAEArch(dim=32),
         # No transformer blocks: patch + position embeddings only (width 1280, 257 tokens, as the DiT needs).
         # I2V never runs the tower's last block anyway, so a 1-block tower would be dead weight.
         image_encoder=ImageEncoderArch(vision_layers=0, vision_heads=16, vision_mlp_ratio=0.25, embed_dim=16),
