@@ -8,7 +8,7 @@
 #   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
 #   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
-#   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT in bf16) as <= 15 MB pieces in OUT
+#   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
 # Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
 # the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, STAGES,
 # VAE_*, DIT_*) and its three stage budgets in seconds; with STAGES=dit the DiT continues the shipped model.
@@ -47,13 +47,15 @@ case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pac
     grep -E "synth: wrote|new VAE|vae(_decoder)?: step [0-9]+0?0/|latent cache|cache: [0-9]+ entries|in_memory|step [0-9]+/|reached|wrote|done|Error|error" \
       "$LOG" | tail -40
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
-  pack)  # the trained model, its DiT in bf16 as shipped, in pieces small enough to send back
-    out=${2:?out dir}; mkdir -p "$WORK/ship"
+  pack)  # the trained model, in bf16 as shipped, in pieces small enough to send back (64 MiB at most)
+    out=${2:?out dir}; mkdir -p "$out"
     python3 -c "
 from pathlib import Path; from safetensors.torch import load_file; from wanray.model_writer import write_dit_shards
 src = Path('$WORK/model'); files = sorted(src.glob('diffusion_pytorch_model-*.safetensors'))
 state = {k: v for f in files for k, v in load_file(str(f)).items()}
-[f.unlink() for f in files]; print(write_dit_shards(src, state))"   # one bf16 file
+[f.unlink() for f in files]; print(write_dit_shards(src, state))   # one bf16 file
+import torch; vae = src / 'Wan2.1_VAE.pth'; w = torch.load(vae, map_location='cpu', weights_only=True)
+torch.save({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in w.items()}, vae)"   # as shipped
     tar -C "$WORK" -cf - model | split -b 15000000 - "$out/model.tar.part-"
     grep -E "vae(_decoder)?: step|step [0-9]+/" "$LOG" | tail -400 > "$out/train.log" || true
     ls -la "$out" ;;
