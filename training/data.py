@@ -149,9 +149,10 @@ class ResidentRows:
     seeded permutation of row indices, each micro-batch an index into the stacked tensors. No Ray Data pass
     (seconds of start-up each) and no safetensors decoding per step."""
 
-    def __init__(self, shard, device: torch.device, dtype: torch.dtype):
+    def __init__(self, shard, device: torch.device, dtype: torch.dtype, seed: int):
         from wanray.datasets import cache
 
+        self.seed = seed
         each = [cache.row_to_tensors(row) for row in shard.iter_rows()]
         if not each:
             raise RuntimeError("this worker's shard of the latent cache is empty: fewer rows than workers?")
@@ -159,9 +160,9 @@ class ResidentRows:
         self.tensors = {k: torch.cat([t[k] for t in each]).to(device, dtype) for k in each[0]}  # each [N, ...]
         self.nbytes = sum(t.numel() * t.element_size() for t in self.tensors.values())
 
-    def pass_order(self, seed: int, pass_index: int) -> list[int]:
+    def pass_order(self, pass_index: int) -> list[int]:
         """The rows of one pass, in an order that depends only on (seed, pass), so a resumed run replays it."""
-        generator = torch.Generator().manual_seed(seed * 100_003 + pass_index)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + pass_index)
         return torch.randperm(self.count, generator=generator).tolist()
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:

@@ -117,8 +117,10 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         source = _latest_model_dir(out)
         vae = load_model_dir(source, spec_for_dir(source)).vae
     else:
+        from wanray.generation import resolve_model
+
         source = None
-        spec = _bundled_spec()
+        spec = resolve_model("embedded")[1]
         spec = replace(spec, vae=VAEArch(dim=vae_dim or spec.vae.dim, z_dim=spec.vae.z_dim))
         vae = build_vae(spec.vae)
         print(f"vae: new VAE of base width {spec.vae.dim}: "
@@ -203,21 +205,14 @@ def _save_vae_checkpoint(path: Path, model, optimizer, step: int) -> None:
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
-def _bundled_spec():
-    from wanray.generation import EMBEDDED_MODEL_DIR
-    from wanray.specs import spec_for_dir
-
-    return spec_for_dir(EMBEDDED_MODEL_DIR)
-
-
 def _write_model_with_vae(vae, spec, out: Path) -> Path:
     """The bundled embedded model's DiT, VACE and encoders with this VAE (``spec``: the bundled spec with this
     VAE's architecture), written by ``wanray.model_writer.write_model_dir``."""
-    from wanray.generation import EMBEDDED_MODEL_DIR
+    from wanray.generation import resolve_model
     from wanray.loading import load_model_dir
     from wanray.model_writer import write_model_dir
 
-    c = load_model_dir(EMBEDDED_MODEL_DIR, _bundled_spec())
+    c = load_model_dir(*resolve_model("embedded"))
     path = write_model_dir(out, spec, dits=c.dits, vaces=c.vaces, text_encoder=c.text_encoder, vae=vae,
                            image_encoder=c.image_encoder, tokenizer_dir=c.tokenizer_dir, dit_dtype=torch.float32)
     print(f"vae: wrote {path}", flush=True)

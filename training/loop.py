@@ -192,19 +192,20 @@ def train_loop_per_worker(loop_config: dict) -> None:
     grad_accum, batch_size = config.optim.grad_accum, config.data.batch_size
     rows_per_pass = plan.steps_per_pass * grad_accum * batch_size
     shard = ray.train.get_dataset_shard("train")
-    if config.data.in_memory:  # the rows' tensors on the device; batches index them
-        encode = ResidentRows(shard, device, model.dtype)
+    if config.data.in_memory:  # the rows' tensors on the device; a pass is a list of indices, a batch indexes them
+        encode = ResidentRows(shard, device, model.dtype, config.seed)
+        rows_of_pass = encode.pass_order
         _progress(dist, f"data.in_memory: {encode.count} rows, {encode.nbytes / 2**30:.2f} GiB on {device}", True)
+    else:
+        def rows_of_pass(pass_index):
+            return _rows_of_pass(shard, config, pass_index)
     window_loss, window_n, window_started = 0.0, 0, time.perf_counter()
     _progress(dist, f"{dist.world} worker(s) on {device}: {plan.total_steps} steps ({plan.steps_per_pass} per pass, "
                     f"{plan.rows_per_worker} rows per worker per pass), {config.method}, inputs from {plan.source}")
 
     total_steps, started = plan.total_steps, time.perf_counter()
     while state.step < total_steps:
-        if config.data.in_memory:
-            rows = encode.pass_order(config.seed, state.pass_index)
-        else:
-            rows = _rows_of_pass(shard, config, state.pass_index)
+        rows = rows_of_pass(state.pass_index)
         for rows_done, batch in _micro_batches(rows, batch_size, state.rows_done, rows_per_pass):
             if state.step >= total_steps:
                 break

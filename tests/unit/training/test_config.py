@@ -121,16 +121,18 @@ def test_resident_rows_index_the_cached_tensors_and_replay_each_pass():
     from wanray.training.data import ResidentRows
 
     tensors = [{"input_latents": torch.randn(1, 16, 2, 4, 4), "context": torch.randn(1, 8, 128)} for _ in range(7)]
-    resident = ResidentRows(_Shard([{"tensors": save(t)} for t in tensors]), torch.device("cpu"), torch.float64)
+    rows = _Shard([{"tensors": save(t)} for t in tensors])
+    resident = ResidentRows(rows, torch.device("cpu"), torch.float64, seed=3)
     assert resident.count == 7
     assert resident.nbytes == sum(v.numel() for t in tensors for v in t.values()) * 8
-    order = resident.pass_order(seed=3, pass_index=2)
+    order = resident.pass_order(2)
     assert sorted(order) == list(range(7))
-    assert resident.pass_order(seed=3, pass_index=2) == order  # a resumed run replays the pass
-    assert any(resident.pass_order(seed=3, pass_index=p) != order for p in (0, 1, 3))
+    assert resident.pass_order(2) == order  # a resumed run replays the pass
+    assert any(resident.pass_order(p) != order for p in (0, 1, 3))
+    assert ResidentRows(rows, torch.device("cpu"), torch.float64, seed=4).pass_order(2) != order
     batch = resident(order[:3])  # [3, ...] each, in the pass's order, in the model's dtype
     for key in tensors[0]:
         expected = torch.cat([tensors[i][key] for i in order[:3]]).double()
         assert batch[key].dtype == torch.float64 and torch.equal(batch[key], expected)
     with pytest.raises(RuntimeError, match="empty"):
-        ResidentRows(_Shard([]), torch.device("cpu"), torch.float32)
+        ResidentRows(_Shard([]), torch.device("cpu"), torch.float32, seed=0)
