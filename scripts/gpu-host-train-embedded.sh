@@ -9,6 +9,8 @@
 #   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
 #   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
+# The checkout (the 46 MB model in it) and a bundle part may not fit one call (64 MiB): then leave the VAE out of the
+# checkout in one install call and the DiT in another; install gathers the model's files in /tmp/emb/base.
 # Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
 # the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, STAGES,
 # VAE_*, DIT_*) and its three stage budgets in seconds; with STAGES=dit the DiT continues the shipped model.
@@ -18,10 +20,13 @@ SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
 export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
   install)
+    # the shipped model's files as far as this call's checkout has them: the large ones may come in different calls
+    mkdir -p "$WORK/base" && cp -rn wanray/embedded_model/. "$WORK/base/"
     eval "$(bash .bundle/offline-install.sh .bundle "$SITE")"
     if [[ ! -f $SITE/.wanray-installed ]] && python3 -c "import ray, diffsynth, av" 2>/dev/null; then
       python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" . 2>&1 |
         grep -v "^WARNING" || true
+      cp -rn "$WORK/base/." "$SITE/wanray/embedded_model/"   # the files this checkout lacked
       mkdir -p "$WORK" && cp -r scripts "$WORK/" && touch "$SITE/.wanray-installed"
     fi
     python3 -c "import wanray, ray, diffsynth, torch; print('ready:', wanray.__file__, ray.__version__, torch.cuda.get_device_name())" ||
@@ -35,7 +40,8 @@ case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pac
     wait $! && tail -1 "$WORK/synth.log" ;;
   start)
     mkdir -p "$WORK"
-    # without the vae stage, the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT)
+    # without the vae stage, the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT);
+    # VAE_FROM=/tmp/emb/base continues the shipped VAE
     [[ -d $WORK/base ]] || cp -r wanray/embedded_model "$WORK/base"
     cd "$WORK"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
     setsid nohup env BASE="$WORK/base" bash "$WORK/scripts/train-embedded.sh" cuda "$WORK" "${2:?vae seconds}" \

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import sys
@@ -94,8 +95,9 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
 def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
               seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
-              checkpoint_only: bool = False) -> Path | None:
-    """Train the VAE from scratch, or (``decoder_only``) fine-tune the decoder of ``<out>``'s trained VAE.
+              checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False) -> Path | None:
+    """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
+    decoder of ``<out>``'s trained VAE.
 
     The decoder-only stage keeps the encoder, hence the latent space a trained DiT learned, exactly as it is.
     It exists because a causal decoder trained on short clips drifts past that length: with 13-frame clips
@@ -104,11 +106,14 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's). ``checkpoint_only``: train and
     checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
     latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
+    ``cosine``: the learning rate decays from ``lr`` to 0 over ``steps`` (a function of the step, so a resumed run
+    continues the same curve); otherwise it stays at ``lr``.
     """
     from dataclasses import replace
 
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
+    from wanray.generation import resolve_model
     from wanray.loading import load_model_dir
     from wanray.specs import VAEArch, spec_for_dir
 
@@ -116,9 +121,15 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     if decoder_only:
         source = _latest_model_dir(out)
         vae = load_model_dir(source, spec_for_dir(source)).vae
+    elif vae_from is not None:  # its architecture and weights; the DiT stage still starts from the bundled DiT
+        source, own = vae_from, spec_for_dir(vae_from)
+        if vae_dim not in (None, own.vae.dim):
+            raise ValueError(f"--vae-dim {vae_dim} does not match the VAE in {vae_from} (base width "
+                             f"{own.vae.dim}): leave --vae-dim out to continue it, or --vae-from out for a new one")
+        vae = load_model_dir(vae_from, own).vae
+        spec = replace(resolve_model("embedded")[1], vae=own.vae)
+        print(f"vae: continuing the VAE of {vae_from} (base width {own.vae.dim})", flush=True)
     else:
-        from wanray.generation import resolve_model
-
         source = None
         spec = resolve_model("embedded")[1]
         spec = replace(spec, vae=VAEArch(dim=vae_dim or spec.vae.dim, z_dim=spec.vae.z_dim))
@@ -157,6 +168,8 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
             clips = _clips(data_dir, size, frames=clip_frames, seed=seed + step, batch=batch, crop=crop, focus=focus)
             window, started = [], time.perf_counter()
         x = next(clips).to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else lr
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # fp32 weights, bf16 convs on a GPU
             with torch.set_grad_enabled(not decoder_only):
                 z = model.encode(x, scale)  # [B, 16, 1 + (T-1)/4, H/8, W/8]
@@ -297,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                         "decoder drifts on clips longer than it was trained on")
     p.add_argument("--vae-dim", type=int, default=None,
                    help="vae stage: base width of the new VAE (default: the bundled model's; Wan's own is 96)")
+    p.add_argument("--vae-from", type=Path, default=None, metavar="MODEL_DIR",
+                   help="vae stage: continue the VAE of this model folder (e.g. wanray/embedded_model) instead of "
+                        "a new one")
+    p.add_argument("--cosine", action="store_true",
+                   help="vae stages: decay the learning rate to 0 over --steps (cosine) instead of keeping it")
     p.add_argument("--focus", type=float, default=0.75,
                    help="vae stages: share of crops centred on a moving pixel (the dancer) rather than anywhere")
     p.add_argument("--checkpoint-only", action="store_true",
@@ -317,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
-                  args.checkpoint_only)
+                  args.checkpoint_only, args.vae_from, args.cosine)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

@@ -61,3 +61,29 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert any(not torch.equal(vae_before[k], vae_after[k]) for k in vae_before if k.startswith("decoder."))
     assert all(torch.equal(v, _vae_weights(out / "model_vae")[k]) for k, v in vae_after.items())
 
+
+
+def test_vae_stage_continues_a_given_vae_on_a_cosine_rate(tiny_dance_set, tmp_path):
+    common = ["--stage", "vae", "--data", str(tiny_dance_set), "--size", "64", "--batch", "2", "--crop", "32",
+              "--clip-frames", "5"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*common, "--out", str(first), "--steps", "0", "--vae-dim", "8"]) == 0  # a new, untrained VAE
+    source = _vae_weights(first / "model_vae")
+    try:
+        main([*common, "--out", str(second), "--steps", "1", "--vae-from", str(first / "model_vae"), "--vae-dim", "16"])
+    except ValueError as error:
+        assert "--vae-dim 16 does not match" in str(error) and "base width 8" in str(error)
+    else:
+        raise AssertionError("a --vae-dim unlike --vae-from's VAE was accepted")
+
+    assert main([*common, "--out", str(second), "--steps", "2", "--lr", "1e-3", "--cosine", "--save-every", "2",
+                 "--vae-from", str(first / "model_vae")]) == 0
+    state = torch.load(second / "vae_stage" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2
+    assert abs(state["optimizer"]["param_groups"][0]["lr"] - 5e-4) < 1e-12  # the 2nd of 2 steps: half-way down
+    trained = _vae_weights(second / "model_vae")
+    assert json.loads((second / "model_vae" / "wanray_spec.json").read_text())["vae"]["dim"] == 8
+    assert trained.keys() == source.keys()
+    # continued from the given weights: 2 Adam steps of <= 1e-3 move each weight by ~1e-3, a new init by far more
+    drift = max(float((trained[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point())
+    assert 0 < drift < 4e-3
