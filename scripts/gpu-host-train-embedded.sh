@@ -8,6 +8,7 @@
 #   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
 #   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
+#     (issue each next call at once: a machine idle past its warm window is given back, and the run with it)
 #   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
 # The checkout (the 46 MB model in it) and a bundle part may not fit one call (64 MiB): then leave the VAE out of the
 # checkout in one install call and the DiT in another; install gathers the model's files in /tmp/emb/base.
@@ -48,6 +49,8 @@ case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pac
       "${3:?dit seconds}" "${4:?decoder seconds}" > "$LOG" 2>&1 < /dev/null &
     echo "started: log $LOG" ;;
   wait)
+    # a machine left idle past its warm window (30 s on the device tool) comes back bare: say so at once
+    [[ -f $LOG ]] || { echo "no run on this machine ($LOG is missing): it was given back; install and start again"; exit 3; }
     deadline=$((SECONDS + ${2:?seconds}))
     while (( SECONDS < deadline )) && ! grep -qE "train-embedded: done|Traceback" "$LOG"; do sleep 5; done
     grep -E "synth: wrote|new VAE|vae(_decoder)?: step [0-9]+0?0/|latent cache|cache: [0-9]+ entries|in_memory|step [0-9]+/|reached|wrote|done|Error|error" \
