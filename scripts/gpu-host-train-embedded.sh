@@ -10,8 +10,14 @@
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
 #     (issue each next call at once: a machine idle past its warm window is given back, and the run with it)
 #   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
-# The checkout (the 46 MB model in it) and a bundle part may not fit one call (64 MiB): then leave the VAE out of the
-# checkout in one install call and the DiT in another; install gathers the model's files in /tmp/emb/base.
+# The checkout (the 46 MB model in it) and the bundle do not fit one call (64 MiB): the stage step (run here, before
+# each call) leaves the VAE out of the checkout for one install call and the DiT for the other, with the parts each
+# carries in .bundle; install gathers the model's files in /tmp/emb/base.
+#   bash scripts/gpu-host-train-embedded.sh stage vae /tmp/bundle part-01 part-03   # here; then call 1: install
+#   bash scripts/gpu-host-train-embedded.sh stage dit /tmp/bundle part-02           # here; then call 2: install, start
+#   bash scripts/gpu-host-train-embedded.sh stage none                              # here, after the last call
+# Send the whole sequence (stage, install, stage, install + start + wait, wait, wait + pack) as one batch of tool calls:
+# they run one after another, so no reply has to be read within the warm window (bench/results/embedded_runs_lost_h200.md).
 # Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
 # the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, STAGES,
 # VAE_*, DIT_*) and its three stage budgets in seconds; with STAGES=dit the DiT continues the shipped model.
@@ -19,7 +25,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
 export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
-case ${1:?usage: $0 install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
+case ${1:?usage: $0 stage vae|dit|none [BUNDLE PART...]|install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
+  stage)  # here, not on the host: what the next call's checkout carries
+    model=wanray/embedded_model
+    changed=$(git diff --name-only --diff-filter=MT -- "$model")   # a new model copied in: never overwrite it
+    [[ -z $changed ]] || { echo "stage: commit or move your changes first: $changed" >&2; exit 1; }
+    git checkout -- "$model"; rm -rf .bundle
+    case ${2:?stage vae|dit|none} in
+      vae) rm "$model/Wan2.1_VAE.pth" ;;
+      dit) rm "$model"/diffusion_pytorch_model-0*.safetensors ;;
+      none) echo "checkout restored"; exit 0 ;;
+      *) echo "stage: leave out 'vae' or 'dit' of the checkout, or 'none' to restore it" >&2; exit 2 ;;
+    esac
+    bundle=${3:?stage $2 BUNDLE_DIR PART...}; mkdir .bundle
+    cp "$bundle"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
+    for part in "${@:4}"; do cp "$bundle/${part%.tar.xz}.tar.xz" .bundle/; done
+    size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat .bundle/* | wc -c) ))
+    echo "this call carries $((size / 1048576)) MiB (64 at most): $(ls .bundle | tr '\n' ' ')"
+    (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; } ;;
   install)
     # the shipped model's files as far as this call's checkout has them: the large ones may come in different calls
     mkdir -p "$WORK/base" && cp -rn wanray/embedded_model/. "$WORK/base/"
