@@ -3,7 +3,8 @@
 # the shipped model never saw (seed 7), fine-tune a LoRA and the full DiT + VACE on its train split with the same
 # time budget, then rank the three on its test split with `wanray eval` (PSNR, SSIM, leaderboard, side-by-sides).
 #   scripts/compare-embedded.sh cuda outputs/compare            # one GPU: ~10 min (bench/results/embedded_eval_h200.md)
-#   scripts/compare-embedded.sh cpu outputs/compare 1800 4      # CPU: seconds per fine-tune, test entries to rank
+#   scripts/compare-embedded.sh cpu outputs/compare 600 12      # CPU: seconds per fine-tune, test entries to rank;
+#                                                                 # ~40 min on 2 cores (bench/results/embedded_eval_cpu.md)
 set -euo pipefail
 DEVICE=${1:?usage: $0 cpu|cuda OUT [SECONDS_PER_RUN MAX_ENTRIES]}; OUT=${2:?usage: $0 cpu|cuda OUT}
 SECONDS_PER_RUN=${3:-150}; MAX_ENTRIES=${4:-12}; FRAMES=33; N=${N:-200}; PY=${PYTHON:-python3}
