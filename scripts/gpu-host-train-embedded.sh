@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Continue training the shipped embedded model on an offline GPU host (one that has torch but no package index),
 # in steps that each fit one remote command. Carry an offline bundle made here with
-#   HOST_LIST=<host-installed.txt + imageio-ffmpeg> shared/gpu/offline-bundle.sh .bundle --max-mb 31 \
-#       'ray[default,data,train]==2.60.0' diffsynth==2.1.12 av tensorboardX
-# (PyAV replaces imageio-ffmpeg's 45 MB ffmpeg for video I/O), part by part, then on the host:
+#   PYTHON=.venv/bin/python HOST_LIST=<host-installed.txt + imageio-ffmpeg> shared/gpu/offline-bundle.sh /tmp/bundle \
+#       --max-mb 31 'ray[default,data,train]==2.60.0' diffsynth==2.1.12 av tensorboardX
+# (PyAV replaces imageio-ffmpeg's 45 MB ffmpeg for video I/O; a pip older than the venv's refuses the dry run),
+# part by part in .bundle (the stage step below puts them there), then on the host:
 #   bash scripts/gpu-host-train-embedded.sh install           # after each transfer: unpack parts, install this checkout
 #   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
 #   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
 #   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
-#     (issue each next call at once: a machine idle past its warm window is given back, and the run with it)
 #   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
 # The checkout (the 46 MB model in it) and the bundle do not fit one call (64 MiB): the stage step (run here, before
 # each call) leaves the VAE out of the checkout for one install call and the DiT for the other, with the parts each
@@ -27,17 +27,20 @@ SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
 export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 case ${1:?usage: $0 stage vae|dit|none [BUNDLE PART...]|install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
   stage)  # here, not on the host: what the next call's checkout carries
+    [[ ${2:-} =~ ^(vae|dit|none)$ ]] ||
+      { echo "stage: leave out 'vae' or 'dit' of the checkout, or 'none' to restore it" >&2; exit 2; }
+    [[ $2 == none || ( -d ${3:-} && $(cd "$3" && pwd) != "$PWD/.bundle" ) ]] ||
+      { echo "stage $2: give the bundle's folder (not .bundle, which this step empties) and the parts to carry" >&2; exit 2; }
     model=wanray/embedded_model
     changed=$(git diff --name-only --diff-filter=MT -- "$model")   # a new model copied in: never overwrite it
     [[ -z $changed ]] || { echo "stage: commit or move your changes first: $changed" >&2; exit 1; }
     git checkout -- "$model"; rm -rf .bundle
-    case ${2:?stage vae|dit|none} in
+    case $2 in
       vae) rm "$model/Wan2.1_VAE.pth" ;;
       dit) rm "$model"/diffusion_pytorch_model-0*.safetensors ;;
       none) echo "checkout restored"; exit 0 ;;
-      *) echo "stage: leave out 'vae' or 'dit' of the checkout, or 'none' to restore it" >&2; exit 2 ;;
     esac
-    bundle=${3:?stage $2 BUNDLE_DIR PART...}; mkdir .bundle
+    bundle=$3; mkdir .bundle
     cp "$bundle"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
     for part in "${@:4}"; do cp "$bundle/${part%.tar.xz}.tar.xz" .bundle/; done
     size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat .bundle/* | wc -c) ))

@@ -84,3 +84,14 @@ def test_a_call_over_the_transfer_limit_is_refused(checkout: Path, tmp_path: Pat
 def test_an_unknown_choice_says_what_to_pass(checkout: Path) -> None:
     result = stage(checkout, "decoder")
     assert result.returncode == 2 and "'vae' or 'dit'" in result.stderr
+
+
+def test_the_bundle_must_be_a_folder_other_than_the_one_it_fills(checkout: Path, bundle: Path) -> None:
+    assert stage(checkout, "vae", str(bundle), "part-01").returncode == 0
+    kept = (checkout / ".bundle/part-01.tar.xz").read_bytes()
+    result = stage(checkout, "dit", str(checkout / ".bundle"), "part-01")
+    assert result.returncode == 2 and "not .bundle" in result.stderr
+    assert (checkout / ".bundle/part-01.tar.xz").read_bytes() == kept  # refused before anything changed
+    assert not (checkout / VAE).exists()
+    missing = stage(checkout, "dit")
+    assert missing.returncode == 2 and "bundle's folder" in missing.stderr
