@@ -8,7 +8,7 @@
 #   bash scripts/gpu-host-train-embedded.sh install           # after each transfer: unpack parts, install this checkout
 #   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
 #   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
-#   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s
+#   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s; 0 once it is done
 #   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
 # The checkout (the 46 MB model in it) and the bundle do not fit one call (64 MiB): the stage step (run here, before
 # each call) leaves the VAE out of the checkout for one install call and the DiT for the other, with the parts each
@@ -81,7 +81,8 @@ case ${1:?usage: $0 stage vae|dit|none [BUNDLE PART...]|install|prepare|start VA
     while (( SECONDS < deadline )) && ! grep -qE "train-embedded: done|Traceback" "$LOG"; do sleep 5; done
     grep -E "synth: wrote|new VAE|vae(_decoder)?: step [0-9]+0?0/|latent cache|cache: [0-9]+ entries|in_memory|step [0-9]+/|reached|wrote|done|Error|error" \
       "$LOG" | tail -40
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
+    grep -q "train-embedded: done" "$LOG" ;;   # the exit status: done, or not (yet)
   pack)  # the trained model, in bf16 as shipped, in pieces small enough to send back (64 MiB at most)
     out=${2:?out dir}; mkdir -p "$out"
     python3 -c "

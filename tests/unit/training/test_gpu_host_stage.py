@@ -74,7 +74,7 @@ def test_a_changed_model_file_is_never_overwritten(checkout: Path, bundle: Path)
     assert config.read_text() == changed and (checkout / VAE).exists()
 
 
-def test_a_call_over_the_transfer_limit_is_refused(checkout: Path, tmp_path: Path, bundle: Path) -> None:
+def test_a_call_over_the_transfer_limit_is_refused(checkout: Path, bundle: Path) -> None:
     with open(bundle / "part-04.tar.xz", "wb") as f:  # sparse: 64 MiB of size, no disk
         f.truncate(64 * 1048576)
     result = stage(checkout, "vae", str(bundle), "part-04")
