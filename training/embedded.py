@@ -62,6 +62,7 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
     ``focus``: the share of crops centred on a moving pixel. The dancer covers ~10% of a frame and is all the
     VAE finds hard (thin limbs, four poses per latent frame); uniform crops spend most steps on static scenery.
     """
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from wanray.datasets.schema import read_manifest, resolve_media
@@ -69,7 +70,10 @@ def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, cr
     rows = read_manifest(data_dir)
     paths = [resolve_media(data_dir, row.video, "video") for row in rows]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+    # forkserver, not fork: the caller may hold Ray's and torch's threads, and a forked copy of a threaded process
+    # can die at once (a BrokenProcessPool in the test suite, after the DiT stage's Ray Train run)
+    forkserver = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1), mp_context=forkserver) as pool:
         videos = list(pool.map(_decode, paths, [size] * len(paths), chunksize=8))
     moving = [_moving_pixels(v) for v in videos] if crop and focus else []
     print(f"vae: decoded {len(videos)} videos in {time.perf_counter() - started:.1f} s", flush=True)
