@@ -1,98 +1,101 @@
 #!/usr/bin/env bash
-# Continue training the shipped embedded model on an offline GPU host (one that has torch but no package index),
-# in steps that each fit one remote command. Carry an offline bundle made here with
-#   PYTHON=.venv/bin/python HOST_LIST=<host-installed.txt + imageio-ffmpeg> shared/gpu/offline-bundle.sh /tmp/bundle \
-#       --max-mb 31 'ray[default,data,train]==2.60.0' diffsynth==2.1.12 av tensorboardX
-# (PyAV replaces imageio-ffmpeg's 45 MB ffmpeg for video I/O; a pip older than the venv's refuses the dry run),
-# part by part in .bundle (the stage step below puts them there), then on the host:
-#   bash scripts/gpu-host-train-embedded.sh install           # after each transfer: unpack parts, install this checkout
-#   N=1200 bash scripts/gpu-host-train-embedded.sh prepare    # render the set while timing the DiT step per batch size
-#   VAE_DIM=32 bash scripts/gpu-host-train-embedded.sh start 360 600 540   # background: scripts/train-embedded.sh
-#   bash scripts/gpu-host-train-embedded.sh wait 540          # follow the run's log for up to 540 s; 0 once it is done
-#   bash scripts/gpu-host-train-embedded.sh pack "$OUT"       # the model (DiT, VAE in bf16) as <= 15 MB pieces in OUT
-# The checkout (the 46 MB model in it) and the bundle do not fit one call (64 MiB): the stage step (run here, before
-# each call) leaves the VAE out of the checkout for one install call and the DiT for the other, with the parts each
-# carries in .bundle; install gathers the model's files in /tmp/emb/base.
-#   bash scripts/gpu-host-train-embedded.sh stage vae /tmp/bundle part-01 part-03   # here; then call 1: install
-#   bash scripts/gpu-host-train-embedded.sh stage dit /tmp/bundle part-02           # here; then call 2: install, start
-#   bash scripts/gpu-host-train-embedded.sh stage none                              # here, after the last call
-# Send the whole sequence (stage, install, stage, install + start + wait, wait, wait + pack) as one batch of tool calls:
-# they run one after another, so no reply has to be read within the warm window (bench/results/embedded_runs_lost_h200.md).
-# Everything runs in /tmp/emb (WORK) from /tmp/site, so new copies of the checkout do not disturb it;
-# the trained model is /tmp/emb/model. The start step takes scripts/train-embedded.sh's settings (N, STAGES,
-# VAE_*, DIT_*) and its three stage budgets in seconds; with STAGES=dit the DiT continues the shipped model.
+# Train the embedded model on an offline GPU host (torch, no package index, reached through calls of <= 10 minutes
+# that carry <= 64 MiB each way) as a sequence of INDEPENDENT calls. Each call installs what it needs if the machine
+# is bare, renders its training set in memory from a seed, resumes from the checkpoint it carries, trains until its
+# time is nearly up, and writes the new checkpoint (bf16 weights, float8 Adam moments: `--checkpoint-precision
+# portable`) and its log under OUT. A machine given back between calls costs at most that call, never the run.
+#
+#   # here, once: the lean bundle (diffsynth and what the host lacks; imageio-ffmpeg's part is not needed)
+#   PYTHON=.venv/bin/python shared/gpu/offline-bundle.sh /tmp/bundle_ds --max-mb 15 diffsynth==2.1.12
+#   bash scripts/gpu-host-train-embedded.sh stage /tmp/bundle_ds part-02   # here: .ckpt + .bundle, before each call
+#   bash scripts/gpu-host-train-embedded.sh call 530 "$OUT"                 # device call (carry .ckpt and .bundle)
+#   bash scripts/gpu-host-train-embedded.sh collect [DIR] LABEL             # here: the call's files -> .ckpt, log -> bench
+#   ... stage / call / collect again, as one batch of tool calls ...
+#   bash scripts/gpu-host-train-embedded.sh ship                            # here: the checkpoint's VAE -> the package
+#   bash scripts/gpu-host-train-embedded.sh stage none                      # here: restore the checkout
+#
+# What trains: STAGE (vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents,
+# stays as it is, so the result ships without retraining the DiT). The first stage step makes a step-0 checkpoint of
+# the shipped VAE. The stage step leaves the model's two large files out of the checkout (the checkpoint carries the
+# whole VAE; the DiT is not needed), so checkout + bundle part + checkpoint fit one call; it refuses what does not.
+# Settings (environment; keep them the same for every call of a run): STAGE (vae-decoder), STEPS (the cosine's
+# length: 3000), ENTRIES (600 rendered entries), DATA_SEED (11: not the seeds of the shipped runs' sets, 0, nor of the
+# evaluations, 7 and 1234), BATCH (16 clips), CROP (64), CLIP_FRAMES (77), LR (1e-4), SAVE_EVERY (100 steps),
+# RESERVE (45 s kept for the last save and the pack).
+# The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
+#   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 11 --out OUT --device cpu ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SITE=/tmp/site; WORK=${WORK:-/tmp/emb}; LOG=$WORK/log
-export PYTHONPATH=$SITE RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
-case ${1:?usage: $0 stage vae|dit|none [BUNDLE PART...]|install|prepare|start VAE_S DIT_S DECODER_S|wait SECONDS|pack OUT} in
-  stage)  # here, not on the host: what the next call's checkout carries
-    [[ ${2:-} =~ ^(vae|dit|none)$ ]] ||
-      { echo "stage: leave out 'vae' or 'dit' of the checkout, or 'none' to restore it" >&2; exit 2; }
-    [[ $2 == none || ( -d ${3:-} && $(cd "$3" && pwd) != "$PWD/.bundle" ) ]] ||
-      { echo "stage $2: give the bundle's folder (not .bundle, which this step empties) and the parts to carry" >&2; exit 2; }
-    model=wanray/embedded_model
-    changed=$(git diff --name-only --diff-filter=MT -- "$model")   # a new model copied in: never overwrite it
+STAGE=${STAGE:-vae-decoder}; STEPS=${STEPS:-3000}; ENTRIES=${ENTRIES:-600}; DATA_SEED=${DATA_SEED:-11}
+BATCH=${BATCH:-16}; CROP=${CROP:-64}; CLIP_FRAMES=${CLIP_FRAMES:-77}; LR=${LR:-1e-4}; SAVE_EVERY=${SAVE_EVERY:-100}
+RESERVE=${RESERVE:-45}
+MODEL=wanray/embedded_model; LARGE=("$MODEL/Wan2.1_VAE.pth" "$MODEL/diffusion_pytorch_model-00001-of-00001.safetensors")
+CKPT_NAME=${STAGE//-/_}_stage/checkpoint
+export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY
+train() {  # python -m wanray.training.embedded with this run's settings
+  "${PY:-python3}" -m wanray.training.embedded --stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" \
+    --batch "$BATCH" --crop "$CROP" --clip-frames "$CLIP_FRAMES" --lr "$LR" --steps "$STEPS" --cosine \
+    --save-every "$SAVE_EVERY" --vae-from "$MODEL" --checkpoint-only --checkpoint-precision portable "$@"
+}
+step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }
+
+case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DIR] LABEL|ship} in
+  stage)  # here: what the next call carries
+    changed=$(git diff --name-only --diff-filter=MT -- "$MODEL")   # a new model copied in: never overwrite it
     [[ -z $changed ]] || { echo "stage: commit or move your changes first: $changed" >&2; exit 1; }
-    git checkout -- "$model"; rm -rf .bundle
-    case $2 in
-      vae) rm "$model/Wan2.1_VAE.pth" ;;
-      dit) rm "$model"/diffusion_pytorch_model-0*.safetensors ;;
-      none) echo "checkout restored"; exit 0 ;;
-    esac
-    bundle=$3; mkdir .bundle
-    cp "$bundle"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
-    for part in "${@:4}"; do cp "$bundle/${part%.tar.xz}.tar.xz" .bundle/; done
-    size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat .bundle/* | wc -c) ))
-    echo "this call carries $((size / 1048576)) MiB (64 at most): $(ls .bundle | tr '\n' ' ')"
-    (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; } ;;
-  install)
-    # the shipped model's files as far as this call's checkout has them: the large ones may come in different calls
-    mkdir -p "$WORK/base" && cp -rn wanray/embedded_model/. "$WORK/base/"
-    eval "$(bash .bundle/offline-install.sh .bundle "$SITE")"
-    if [[ ! -f $SITE/.wanray-installed ]] && python3 -c "import ray, diffsynth, av" 2>/dev/null; then
-      python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" . 2>&1 |
-        grep -v "^WARNING" || true
-      cp -rn "$WORK/base/." "$SITE/wanray/embedded_model/"   # the files this checkout lacked
-      mkdir -p "$WORK" && cp -r scripts "$WORK/" && touch "$SITE/.wanray-installed"
+    if [[ ${2:-} == none ]]; then git checkout -- "$MODEL"; rm -rf .bundle; echo "checkout restored"; exit 0; fi
+    [[ -d ${2:-} && $(cd "$2" && pwd) != "$PWD/.bundle" ]] ||
+      { echo "stage: give the bundle's folder (not .bundle, which this step empties) and the parts to carry" >&2; exit 2; }
+    git checkout -- "$MODEL"
+    if [[ ! -f .ckpt/trainer_state.json ]]; then  # step 0: the shipped VAE, no optimizer state yet
+      rm -rf .ckpt /tmp/wanray-step0
+      PY=${PY:-.venv/bin/python} train --device cpu --out /tmp/wanray-step0 --max-seconds 0
+      mv "/tmp/wanray-step0/$CKPT_NAME" .ckpt && rm -rf /tmp/wanray-step0
     fi
-    python3 -c "import wanray, ray, diffsynth, torch; print('ready:', wanray.__file__, ray.__version__, torch.cuda.get_device_name())" ||
-      echo "not ready yet: more parts to come" ;;
-  prepare)  # the set renders on the CPUs while the benchmark uses the GPU
-    mkdir -p "$WORK"
-    (cd "$WORK" && python3 -m wanray.datasets.synth --n "${N:-800}" --out "$WORK/synth" --height 128 --width 128 \
-      --frames 77 > "$WORK/synth.log" 2>&1) &
-    python3 bench/train_step.py --embedded --device cuda --batches "${BATCHES:-1,16,32,64}" --steps 10 2>&1 |
-      grep -E "^[|#]"
-    wait $! && tail -1 "$WORK/synth.log" ;;
-  start)
-    mkdir -p "$WORK"
-    # without the vae stage, the DiT stage continues from the shipped model (its VAE, hence its latents, and its DiT);
-    # VAE_FROM=/tmp/emb/base continues the shipped VAE
-    [[ -d $WORK/base ]] || cp -r wanray/embedded_model "$WORK/base"
-    cd "$WORK"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
-    setsid nohup env BASE="$WORK/base" bash "$WORK/scripts/train-embedded.sh" cuda "$WORK" "${2:?vae seconds}" \
-      "${3:?dit seconds}" "${4:?decoder seconds}" > "$LOG" 2>&1 < /dev/null &
-    echo "started: log $LOG" ;;
-  wait)
-    # a machine left idle past its warm window (30 s on the device tool) comes back bare: say so at once
-    [[ -f $LOG ]] || { echo "no run on this machine ($LOG is missing): it was given back; install and start again"; exit 3; }
-    deadline=$((SECONDS + ${2:?seconds}))
-    while (( SECONDS < deadline )) && ! grep -qE "train-embedded: done|Traceback" "$LOG"; do sleep 5; done
-    grep -E "synth: wrote|new VAE|vae(_decoder)?: step [0-9]+0?0/|latent cache|cache: [0-9]+ entries|in_memory|step [0-9]+/|reached|wrote|done|Error|error" \
-      "$LOG" | tail -40
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
-    grep -q "train-embedded: done" "$LOG" ;;   # the exit status: done, or not (yet)
-  pack)  # the trained model, in bf16 as shipped, in pieces small enough to send back (64 MiB at most)
-    out=${2:?out dir}; mkdir -p "$out"
-    python3 -c "
-from pathlib import Path; from safetensors.torch import load_file; from wanray.model_writer import write_dit_shards
-src = Path('$WORK/model'); files = sorted(src.glob('diffusion_pytorch_model-*.safetensors'))
-state = {k: v for f in files for k, v in load_file(str(f)).items()}
-[f.unlink() for f in files]; print(write_dit_shards(src, state))   # one bf16 file
-import torch; vae = src / 'Wan2.1_VAE.pth'; w = torch.load(vae, map_location='cpu', weights_only=True)
-torch.save({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in w.items()}, vae)"   # as shipped
-    tar -C "$WORK" -cf - model | split -b 15000000 - "$out/model.tar.part-"
-    grep -E "vae(_decoder)?: step|step [0-9]+/" "$LOG" | tail -400 > "$out/train.log" || true
-    ls -la "$out" ;;
+    rm -f "${LARGE[@]}"; rm -rf .bundle; mkdir .bundle
+    cp "$2"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
+    for part in "${@:3}"; do cp "$2/${part%.tar.xz}.tar.xz" .bundle/; done
+    size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat .bundle/* .ckpt/* | wc -c) ))
+    echo "this call carries $((size / 1048576)) MiB (64 at most): checkpoint at step $(step_of .ckpt), $(ls .bundle | tr '\n' ' ')"
+    (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; } ;;
+  call)  # on the GPU host: everything this call needs, then OUT/checkpoint.tar.part-* and OUT/call.log
+    budget=${2:?seconds this call may take}; out=${3:?OUT}; mkdir -p "$out"; started=$SECONDS
+    exec > >(tee "$out/call.log") 2>&1
+    echo "call: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo cpu)," \
+         "budget ${budget} s, carried checkpoint at step $(step_of .ckpt)"
+    site=${SITE:-/tmp/site}; work=${WORK:-/tmp/emb}; py=${PY:-python3}
+    export PYTHONPATH=/tmp/wanray-site:$site PYTHONUNBUFFERED=1
+    if ! "$py" -c "import diffsynth" 2>/dev/null; then
+      eval "$(PYTHON="$py" bash .bundle/offline-install.sh .bundle "$site" --check diffsynth)"
+    fi
+    rm -rf /tmp/wanray-site && "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
+      --target /tmp/wanray-site . 2>&1 | grep -v "^WARNING" || true
+    echo "install: $((SECONDS - started)) s"
+    mkdir -p "$work/$CKPT_NAME"   # a warm machine keeps the last call's checkpoint: take the newer of the two
+    if [[ ! -f $work/$CKPT_NAME/trainer_state.json ]] || (( $(step_of .ckpt) > $(step_of "$work/$CKPT_NAME") )); then
+      rm -rf "$work/$CKPT_NAME" && cp -r .ckpt "$work/$CKPT_NAME"
+    fi
+    cd "$work"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
+    left=$((budget - (SECONDS - started)))   # the loop stops itself RESERVE s early; timeout is the backstop
+    MODEL=$OLDPWD/$MODEL timeout $((left - 15)) bash -c "$(declare -f train); train \"\$@\"" train \
+      --device "${DEVICE:-cuda}" --out "$work" --max-seconds $((left - RESERVE)) || echo "call: training ended with $?"
+    tar -C "$work/$CKPT_NAME" -cf - . | split -b 15000000 - "$out/checkpoint.tar.part-"
+    echo "call: done in $((SECONDS - started)) s, checkpoint at step $(step_of "$work/$CKPT_NAME")"; ls -la "$out" ;;
+  collect)  # here: DIR (default: the newest call's files under /work/.device) -> .ckpt; its log -> bench/results/
+    [[ $# -ge 3 ]] && { dir=$2; label=$3; } || { label=${2:?label}
+      dir=$(find /work/.device -name checkpoint.tar.part-aa -printf '%T@ %h\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-); }
+    [[ -f $dir/checkpoint.tar.part-aa ]] || { echo "collect: no checkpoint.tar.part-* in ${dir:-/work/.device}" >&2; exit 1; }
+    rm -rf .ckpt.new && mkdir .ckpt.new && cat "$dir"/checkpoint.tar.part-* | tar -C .ckpt.new -xf -
+    step_of .ckpt.new > /dev/null && rm -rf .ckpt && mv .ckpt.new .ckpt
+    mkdir -p bench/results/embedded_calls && log=bench/results/embedded_calls/$label.log
+    cp "$dir/call.log" "$log" && echo "collect: checkpoint at step $(step_of .ckpt); log in $log" ;;
+  ship)  # here: the checkpoint's VAE into the package (bf16, as shipped)
+    git checkout -- "$MODEL"
+    "${PY:-.venv/bin/python}" -c "
+import torch, sys; from wanray.training.checkpoint import load_checkpoint; from wanray.generation import resolve_model
+from wanray.loading import load_model_dir; from wanray.model_writer import write_vae
+from pathlib import Path
+vae = load_model_dir(*resolve_model('embedded')).vae
+vae.model.load_state_dict(load_checkpoint(Path('.ckpt'))); print(write_vae(Path('$MODEL'), vae, torch.bfloat16))" ;;
+  *) echo "unknown step $1" >&2; exit 2 ;;
 esac

@@ -8,7 +8,9 @@
 
 ``scripts/train-embedded.sh`` runs all of them with time budgets. Every stage prints progress, checkpoints every
 ``--save-every`` steps and resumes from its last checkpoint when rerun with the same ``--out``; ``--device cpu``
-runs the same code, slowly.
+runs the same code, slowly. The vae stages can render their set in memory instead (``--entries N --data-seed S``)
+and write a ``--checkpoint-precision portable`` checkpoint small enough to carry between machines:
+``scripts/gpu-host-train-embedded.sh`` trains on a GPU host in independent calls that way.
 
 - vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 13-frame clips (four
   latent frames, so the causal cache is trained past the first chunk): L1 reconstruction in pixel space plus a
@@ -28,6 +30,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,71 +50,114 @@ def _decode(path: Path, size: int) -> np.ndarray:
     return np.stack([np.asarray(fit(Image.fromarray(f), size, size)) for f in frames])  # [T, H, W, 3] uint8
 
 
+def _render(seed: int, index: int, size: int, frames: int) -> np.ndarray:
+    """Entry ``index`` of ``wanray datasets synth --seed SEED``'s set: its anime target video, rendered in memory."""
+    from wanray.datasets.render import render_anime_frames
+    from wanray.datasets.synth import SynthConfig, plan_entry
+
+    plan = plan_entry(SynthConfig(n=index + 1, out=Path("."), seed=seed, height=size, width=size, frames=frames),
+                      index)
+    video = render_anime_frames(plan.character, plan.dance, plan.placement, plan.layout, frames, 15.0)
+    return np.stack([np.asarray(f) for f in video])  # [T, H, W, 3] uint8
+
+
+def _target_videos(data: Path | None, entries: int, data_seed: int, size: int, frames: int,
+                   keep: Path | None = None) -> list[np.ndarray] | np.ndarray:
+    """The target videos, each decoded (``data``: a synth folder) or rendered (``entries`` from ``data_seed``) once,
+    up front, by a process pool: a 128x128x77 clip is 3.8 MB, 1,200 of them fit in memory, and the GPU is not left
+    waiting on ffmpeg or the renderer. Rendering needs no files, codecs or Ray: what a bare GPU host can do at once.
+    ``keep``: a folder where a rendered set is kept as one array, so the next run on this machine maps it instead."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    kept = keep / f"rendered-seed{data_seed}-n{entries}-{size}px-{frames}f.npy" if keep and data is None else None
+    if kept is not None and kept.is_file():
+        print(f"vae: {entries} rendered videos from {kept}", flush=True)
+        return np.load(kept, mmap_mode="r")  # [N, T, H, W, 3] uint8
+    started = time.perf_counter()
+    # forkserver, not fork: the caller may hold Ray's and torch's threads, and a forked copy of a threaded process
+    # can die at once (a BrokenProcessPool in the test suite, after the DiT stage's Ray Train run)
+    forkserver = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1), mp_context=forkserver) as pool:
+        if data is not None:
+            from wanray.datasets.schema import read_manifest, resolve_media
+
+            paths = [resolve_media(data, row.video, "video") for row in read_manifest(data)]
+            videos = list(pool.map(_decode, paths, [size] * len(paths), chunksize=8))
+        else:
+            n = range(entries)
+            videos = list(pool.map(_render, [data_seed] * entries, n, [size] * entries, [frames] * entries,
+                                   chunksize=4))
+    how = f"decoded from {data}" if data is not None else f"rendered (seed {data_seed}, {frames} frames)"
+    print(f"vae: {len(videos)} videos {how} in {time.perf_counter() - started:.1f} s", flush=True)
+    if kept is not None:
+        partial = kept.with_suffix(".partial.npy")
+        np.save(partial, np.stack(videos))
+        partial.replace(kept)
+    return videos
+
+
 def _moving_pixels(video: np.ndarray, threshold: int = 16) -> np.ndarray:
     """[(y, x)] of the pixels that change over the clip (the dancer; the scene is static): [N, 2] int."""
     change = np.abs(video.astype(np.int16) - video[:1]).max(axis=(0, 3))  # [H, W]
     return np.argwhere(change > threshold)
 
 
-def _clips(data_dir: Path, size: int, frames: int, seed: int, batch: int = 1, crop: int = 0, focus: float = 0.0):
-    """Endless batches [batch, 3, frames, crop, crop] in [-1, 1]: random windows and crops of the target videos.
+class ClipSampler:
+    """Batches [batch, 3, frames, crop, crop] in [-1, 1]: random windows and crops of the target videos.
 
-    Every target video is decoded once, up front, by a process pool (a 128x128x77 clip is 3.8 MB: 1,200 of them
-    fit in memory), so the GPU is not left waiting on ffmpeg. The VAE is convolutional, so small crops teach
-    it the same local code as whole frames at a fraction of the cost per step; ``crop=0`` keeps whole frames.
+    A batch is a function of (seed, step) alone, so a run resumed at step N draws exactly what the uninterrupted
+    run drew from step N on (the data position is the step). The VAE is convolutional, so small crops teach it the
+    same local code as whole frames at a fraction of the cost per step; ``crop=0`` keeps whole frames.
     ``focus``: the share of crops centred on a moving pixel. The dancer covers ~10% of a frame and is all the
     VAE finds hard (thin limbs, four poses per latent frame); uniform crops spend most steps on static scenery.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    from wanray.datasets.schema import read_manifest, resolve_media
+    def __init__(self, videos: list[np.ndarray] | np.ndarray, *, frames: int, seed: int, batch: int = 1, crop: int = 0,
+                 focus: float = 0.0):
+        self.videos, self.frames, self.seed, self.batch, self.crop, self.focus = videos, frames, seed, batch, crop, focus
+        self.moving = [_moving_pixels(v) for v in videos] if crop and focus else []
 
-    rows = read_manifest(data_dir)
-    paths = [resolve_media(data_dir, row.video, "video") for row in rows]
-    started = time.perf_counter()
-    # forkserver, not fork: the caller may hold Ray's and torch's threads, and a forked copy of a threaded process
-    # can die at once (a BrokenProcessPool in the test suite, after the DiT stage's Ray Train run)
-    forkserver = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1), mp_context=forkserver) as pool:
-        videos = list(pool.map(_decode, paths, [size] * len(paths), chunksize=8))
-    moving = [_moving_pixels(v) for v in videos] if crop and focus else []
-    print(f"vae: decoded {len(videos)} videos in {time.perf_counter() - started:.1f} s", flush=True)
-    rng = random.Random(seed)
-    pending: list[torch.Tensor] = []
-    while True:
-        n = rng.randrange(len(videos))
-        video = videos[n]
-        start = rng.randrange(0, max(1, len(video) - frames + 1))
-        clip = video[start : start + frames]  # [T, H, W, 3]
-        if crop:
+    def batch_at(self, step: int) -> torch.Tensor:
+        rng = random.Random(self.seed * 1_000_003 + step)
+        return torch.stack([self._clip(rng) for _ in range(self.batch)]).permute(0, 4, 1, 2, 3)  # [B, 3, T, H, W]
+
+    def _clip(self, rng: random.Random) -> torch.Tensor:
+        n = rng.randrange(len(self.videos))
+        video = self.videos[n]
+        size = video.shape[1]
+        start = rng.randrange(0, max(1, len(video) - self.frames + 1))
+        clip = video[start : start + self.frames]  # [T, H, W, 3]
+        if self.crop:
+            crop = self.crop
             top, left = rng.randrange(0, size - crop + 1), rng.randrange(0, size - crop + 1)
-            if moving and len(moving[n]) and rng.random() < focus:
-                y, x = moving[n][rng.randrange(len(moving[n]))]
+            if self.moving and len(self.moving[n]) and rng.random() < self.focus:
+                y, x = self.moving[n][rng.randrange(len(self.moving[n]))]
                 top, left = (min(max(int(c) - crop // 2, 0), size - crop) for c in (y, x))
             clip = clip[:, top : top + crop, left : left + crop]
-        pending.append(torch.from_numpy(np.ascontiguousarray(clip)).float() / 127.5 - 1)
-        if len(pending) == batch:
-            yield torch.stack(pending).permute(0, 4, 1, 2, 3)  # [B, 3, T, H, W]
-            pending = []
+        return torch.from_numpy(np.ascontiguousarray(clip)).float() / 127.5 - 1
 
 
-def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: float, size: int, save_every: int,
-              seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
+def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int, lr: float, size: int,
+              save_every: int, seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
-              checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False) -> Path | None:
+              checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False,
+              entries: int = 0, data_seed: int = 0, precision: str = "exact") -> Path | None:
     """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
-    decoder of ``<out>``'s trained VAE.
+    decoder of ``<out>``'s trained VAE (or of ``vae_from``).
 
     The decoder-only stage keeps the encoder, hence the latent space a trained DiT learned, exactly as it is.
     It exists because a causal decoder trained on short clips drifts past that length: with 13-frame clips
     the reconstruction error of a 77-frame clip grew from 0.03 to 0.14-0.37 L1 over its last frames (0.06-0.12 after
     this stage: `bench/embedded_vae_drift.py`).
+    Data: ``data_dir`` (a synth folder), or with ``data_dir=None`` ``entries`` rendered in memory from ``data_seed``.
     ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's). ``checkpoint_only``: train and
     checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
     latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
     ``cosine``: the learning rate decays from ``lr`` to 0 over ``steps`` (a function of the step, so a resumed run
-    continues the same curve); otherwise it stays at ``lr``.
+    continues the same curve); otherwise it stays at ``lr``. ``precision``: the checkpoint's
+    (``wanray.training.checkpoint``): ``portable`` to carry it between machines, ``exact`` to resume bit for bit.
+    A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE, so a run resumes from it alone.
     """
     from dataclasses import replace
 
@@ -120,17 +166,23 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     from wanray.generation import resolve_model
     from wanray.loading import load_model_dir
     from wanray.specs import VAEArch, spec_for_dir
+    from wanray.training.checkpoint import load_checkpoint, save_checkpoint
+    from wanray.training.state import TrainerState
 
     torch.manual_seed(seed)
+    stage = "vae_decoder" if decoder_only else "vae"
+    ckpt_dir = out / f"{stage}_stage" / "checkpoint"
+    resuming = (ckpt_dir / "trainer_state.json").is_file()
     if decoder_only:
-        source = _latest_model_dir(out)
-        vae = load_model_dir(source, spec_for_dir(source)).vae
+        source = vae_from or _latest_model_dir(out)
+        spec = spec_for_dir(source)
+        vae = build_vae(spec.vae) if resuming else load_model_dir(source, spec).vae
     elif vae_from is not None:  # its architecture and weights; the DiT stage still starts from the bundled DiT
         source, own = vae_from, spec_for_dir(vae_from)
         if vae_dim not in (None, own.vae.dim):
             raise ValueError(f"--vae-dim {vae_dim} does not match the VAE in {vae_from} (base width "
                              f"{own.vae.dim}): leave --vae-dim out to continue it, or --vae-from out for a new one")
-        vae = load_model_dir(vae_from, own).vae
+        vae = build_vae(own.vae) if resuming else load_model_dir(vae_from, own).vae
         spec = replace(resolve_model("embedded")[1], vae=own.vae)
         print(f"vae: continuing the VAE of {vae_from} (base width {own.vae.dim})", flush=True)
     else:
@@ -148,32 +200,42 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     speed_up_cpu_conv3d(model)
     scale = [s.to(device) for s in vae.scale]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    stage = "vae_decoder" if decoder_only else "vae"
-    ckpt_path = out / f"{stage}_stage" / "checkpoint.pt"
-    step = 0
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        print(f"{stage}: resumed at step {step}", flush=True)
+    state = TrainerState()
+    if resuming:  # the whole VAE (frozen parts too) and the optimizer: a run resumes from this folder alone
+        weights = load_checkpoint(ckpt_dir, optimizer)
+        model.load_state_dict(weights)
+        state = TrainerState.load(ckpt_dir)
+        print(f"{stage}: resumed at step {state.step} from {ckpt_dir}", flush=True)
+
+    def save() -> None:  # into a new folder, then renamed: a call killed mid-save leaves the last whole checkpoint
+        partial, old = ckpt_dir.with_name("checkpoint.partial"), ckpt_dir.with_name("checkpoint.old")
+        shutil.rmtree(partial, ignore_errors=True)
+        save_checkpoint(partial, model.state_dict(), optimizer, precision=precision)
+        state.save(partial)
+        if ckpt_dir.exists():
+            ckpt_dir.rename(old)
+        partial.rename(ckpt_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
     cuda = device.type == "cuda"
+    card = torch.cuda.get_device_name(device) if cuda else "cpu"
     if cuda:  # small odd-shaped 3-D convs: let cuDNN pick its fastest kernels once, in TF32
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     window, started = [], time.perf_counter()
     deadline = started + max_seconds if max_seconds is not None else float("inf")
     clips = None  # decoding every video takes a while: not when resuming only to write the model
-    while step < steps:
+    while state.step < steps:
         if time.perf_counter() > deadline:
-            print(f"{stage}: --max-seconds {max_seconds:g} reached at step {step}", flush=True)
+            print(f"{stage}: --max-seconds {max_seconds:g} reached at step {state.step}", flush=True)
             break
         if clips is None:
-            clips = _clips(data_dir, size, frames=clip_frames, seed=seed + step, batch=batch, crop=crop, focus=focus)
+            videos = _target_videos(data_dir, entries, data_seed, size, max(clip_frames, 77), keep=out)
+            clips = ClipSampler(videos, frames=clip_frames, seed=seed, batch=batch, crop=crop, focus=focus)
             window, started = [], time.perf_counter()
-        x = next(clips).to(device, non_blocking=True)
+        x = clips.batch_at(state.step).to(device, non_blocking=True)
         for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else lr
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * state.step / steps)) if cosine else lr
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # fp32 weights, bf16 convs on a GPU
             with torch.set_grad_enabled(not decoder_only):
                 z = model.encode(x, scale)  # [B, 16, 1 + (T-1)/4, H/8, W/8]
@@ -185,27 +247,32 @@ def train_vae(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
+        state.step += 1
+        state.samples_seen += x.shape[0]
         window.append(float(loss.detach()))
-        if step % 10 == 0 or step == steps:
+        if state.step % 10 == 0 or state.step == steps:
             rate = len(window) * x.shape[0] / (time.perf_counter() - started)
-            print(f"{stage}: step {step}/{steps}  loss {np.mean(window):.4f}  {rate:.2f} clips/s", flush=True)
+            state.history.append({"step": state.step, "loss": float(np.mean(window)), "clips_per_s": rate,
+                                  "lr": optimizer.param_groups[0]["lr"], "card": card})
+            print(f"{stage}: step {state.step}/{steps}  loss {np.mean(window):.4f}  {rate:.2f} clips/s  "
+                  f"lr {optimizer.param_groups[0]['lr']:.2e}  {card}", flush=True)
             window, started = [], time.perf_counter()
-        if step % save_every == 0:
-            _save_vae_checkpoint(ckpt_path, model, optimizer, step)
-    if step % save_every:  # the last steps since a periodic checkpoint
-        _save_vae_checkpoint(ckpt_path, model, optimizer, step)
+        if state.step % save_every == 0:
+            save()
+    if state.step % save_every or not resuming and state.step == 0:  # the steps since a periodic checkpoint
+        save()
     if checkpoint_only:
-        print(f"{stage}: checkpoint at step {step} in {ckpt_path}; no model written (--checkpoint-only)", flush=True)
+        print(f"{stage}: checkpoint at step {state.step} in {ckpt_dir}; no model written (--checkpoint-only)",
+              flush=True)
         return None
     vae.model = model.eval().requires_grad_(False).cpu()
     if not decoder_only:
         return _write_model_with_vae(vae, spec, out / "model_vae")
     from wanray.model_writer import write_vae
 
-    for folder in (out / "model_vae", out / "model"):  # same latents: both stay consistent with their DiT
-        if folder.is_dir():
-            print(f"{stage}: wrote {write_vae(folder, vae)}", flush=True)
+    folders = [f for f in (out / "model_vae", out / "model") if f.is_dir()]  # same latents: both stay consistent
+    for folder in folders:
+        print(f"{stage}: wrote {write_vae(folder, vae)}", flush=True)
     return source
 
 
@@ -215,11 +282,6 @@ def _latest_model_dir(out: Path) -> Path:
         if (folder / "wanray_spec.json").is_file():
             return folder
     raise FileNotFoundError(f"neither {out}/model nor {out}/model_vae exists: run --stage vae first")
-
-
-def _save_vae_checkpoint(path: Path, model, optimizer, step: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
 def _write_model_with_vae(vae, spec, out: Path) -> Path:
@@ -299,7 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m wanray.training.embedded", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", required=True, choices=["vae", "dit", "vae-decoder"])
-    p.add_argument("--data", required=True, help="synthetic dataset folder (wanray datasets synth)")
+    p.add_argument("--data", help="synthetic dataset folder (wanray datasets synth); the dit stage needs one")
+    p.add_argument("--entries", type=int, default=0,
+                   help="vae stages, instead of --data: render this many entries of the synthetic set in memory "
+                        "(no files: what a bare GPU host can do at once)")
+    p.add_argument("--data-seed", type=int, default=0, help="with --entries: the set's seed (wanray datasets synth)")
+    p.add_argument("--checkpoint-precision", choices=["exact", "portable"], default="exact",
+                   help="vae stages: exact (float32, resumes bit for bit) or portable (bf16 weights, float8 Adam "
+                        "moments: a third of the size, to carry between machines)")
     p.add_argument("--out", required=True, help="working folder: checkpoints, model_vae/, model/")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=2000)
@@ -315,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae-dim", type=int, default=None,
                    help="vae stage: base width of the new VAE (default: the bundled model's; Wan's own is 96)")
     p.add_argument("--vae-from", type=Path, default=None, metavar="MODEL_DIR",
-                   help="vae stage: continue the VAE of this model folder (e.g. wanray/embedded_model) instead of "
-                        "a new one")
+                   help="vae stages: continue the VAE of this model folder (e.g. wanray/embedded_model) instead of "
+                        "a new one (vae) or of OUT's model (vae-decoder)")
     p.add_argument("--cosine", action="store_true",
                    help="vae stages: decay the learning rate to 0 over --steps (cosine) instead of keeping it")
     p.add_argument("--focus", type=float, default=0.75,
@@ -332,14 +401,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="also stop after this many seconds of training, then write the model as if done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    data, out, device = Path(args.data), Path(args.out), torch.device(args.device)
+    data, out, device = Path(args.data) if args.data else None, Path(args.out), torch.device(args.device)
+    if (data is None) == (args.entries == 0) or (args.stage == "dit" and data is None):
+        p.error("give --data DIR (any stage) or --entries N (vae stages: rendered in memory), not both")
     out.mkdir(parents=True, exist_ok=True)
     if args.stage in ("vae", "vae-decoder"):
         decoder_only = args.stage == "vae-decoder"
         train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
-                  args.checkpoint_only, args.vae_from, args.cosine)
+                  args.checkpoint_only, args.vae_from, args.cosine, args.entries, args.data_seed,
+                  args.checkpoint_precision)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

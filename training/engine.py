@@ -8,7 +8,6 @@ optimizer offload on GPU hosts, where torch's AdamW on CPU tensors would be the 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -170,19 +169,17 @@ class DDPEngine(Engine):
 
     def save(self, directory: Path) -> None:
         import ray.train
-        from safetensors.torch import save_file
+
+        from wanray.training.checkpoint import save_checkpoint
 
         if ray.train.get_context().get_world_rank() != 0:
             return
-        state = {n: m.detach().cpu().contiguous() for n, m in zip(self.names, self.master)}
-        save_file(state, str(directory / "trainable.safetensors"))
-        torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
-        (directory / "scheduler.json").write_text(json.dumps(self.scheduler.state_dict()))
+        save_checkpoint(directory, dict(zip(self.names, self.master)), self.optimizer, self.scheduler)
 
     def load(self, directory: Path) -> None:
-        from safetensors.torch import load_file
+        from wanray.training.checkpoint import load_checkpoint
 
-        state = load_file(str(directory / "trainable.safetensors"))
+        state = load_checkpoint(directory, self.optimizer, self.scheduler)
         missing = [n for n in self.names if n not in state]
         if missing:
             raise ValueError(f"{directory}: checkpoint lacks {len(missing)} trainable tensors, e.g. {missing[0]}")
@@ -190,8 +187,6 @@ class DDPEngine(Engine):
             for n, m, p in zip(self.names, self.master, self.params):
                 m.copy_(state[n])
                 p.copy_(state[n])
-        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"))
-        self.scheduler.load_state_dict(json.loads((directory / "scheduler.json").read_text()))
 
 
 class DeepSpeedEngine(Engine):
