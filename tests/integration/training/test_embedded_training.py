@@ -10,6 +10,10 @@ from wanray.training.embedded import main
 from wanray.training.state import TrainerState
 
 
+def _stage_step(out, stage):
+    return TrainerState.load(out / f"{stage}_stage" / "checkpoint").step
+
+
 def _vae_weights(model_dir):
     return torch.load(model_dir / "Wan2.1_VAE.pth", map_location="cpu", weights_only=True)
 
@@ -24,7 +28,7 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert bundled.keys() == trained.keys()
     assert trained["encoder.conv1.weight"].shape[0] == 8 != bundled["encoder.conv1.weight"].shape[0]
     assert json.loads((out / "model_vae" / "wanray_spec.json").read_text())["vae"]["dim"] == 8
-    assert torch.load(out / "vae_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert _stage_step(out, "vae") == 2
 
     # --max-seconds (the loop's max_time_s): out of time at the first check (every 10 steps), far before --steps
     assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001",
@@ -51,11 +55,11 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     assert all(torch.equal(v, _vae_weights(out / "model")[k]) for k, v in vae_before.items())
     # --max-seconds 0: resumes, trains no step, writes the checkpoint's VAE
     assert main(["--stage", "vae-decoder", *common, "--steps", "100", *vae_args[:-1], "9", "--max-seconds", "0"]) == 0
-    assert torch.load(out / "vae_decoder_stage" / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert _stage_step(out, "vae_decoder") == 1
     assert any(not torch.equal(v, _vae_weights(out / "model")[k]) for k, v in vae_before.items())
     # rerun with more steps: resumes at its checkpoint (the vae stage shares this code)
     assert main(["--stage", "vae-decoder", *common, "--steps", "2", *vae_args[:-1], "9"]) == 0
-    assert torch.load(out / "vae_decoder_stage" / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert _stage_step(out, "vae_decoder") == 2
     vae_after = _vae_weights(out / "model")
     assert all(torch.equal(vae_before[k], vae_after[k]) for k in vae_before if not k.startswith(("decoder.", "conv2.")))
     assert any(not torch.equal(vae_before[k], vae_after[k]) for k in vae_before if k.startswith("decoder."))
@@ -78,12 +82,36 @@ def test_vae_stage_continues_a_given_vae_on_a_cosine_rate(tiny_dance_set, tmp_pa
 
     assert main([*common, "--out", str(second), "--steps", "2", "--lr", "1e-3", "--cosine", "--save-every", "2",
                  "--vae-from", str(first / "model_vae")]) == 0
-    state = torch.load(second / "vae_stage" / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 2
-    assert abs(state["optimizer"]["param_groups"][0]["lr"] - 5e-4) < 1e-12  # the 2nd of 2 steps: half-way down
+    assert _stage_step(second, "vae") == 2
+    optimizer = torch.load(second / "vae_stage" / "checkpoint" / "optimizer.pt", weights_only=True)
+    assert abs(optimizer["param_groups"][0]["lr"] - 5e-4) < 1e-12  # the 2nd of 2 steps: half-way down
     trained = _vae_weights(second / "model_vae")
     assert json.loads((second / "model_vae" / "wanray_spec.json").read_text())["vae"]["dim"] == 8
     assert trained.keys() == source.keys()
     # continued from the given weights: 2 Adam steps of <= 1e-3 move each weight by ~1e-3, a new init by far more
     drift = max(float((trained[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point())
     assert 0 < drift < 4e-3
+
+
+
+def test_a_vae_stage_split_over_calls_ends_where_the_uninterrupted_run_does(tmp_path):
+    """The GPU host's calls (scripts/gpu-host-train-embedded.sh) on CPU: a set rendered in memory from its seed, a run
+    stopped and resumed from its (exact) checkpoint gives the same weights as one run of the same steps."""
+    import random
+
+    data_seed = random.randrange(1000, 100_000)  # any set: the batches are drawn from (seed, step) alone
+    common = ["--stage", "vae-decoder", "--entries", "2", "--data-seed", str(data_seed), "--size", "64",
+              "--batch", "2", "--crop", "16", "--clip-frames", "5", "--vae-from", str(EMBEDDED_MODEL_DIR),
+              "--checkpoint-only", "--save-every", "100"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main([*common, "--out", str(whole), "--steps", "3"]) == 0
+    assert main([*common, "--out", str(split), "--steps", "3", "--max-seconds", "0"]) == 0  # a call out of time
+    assert _stage_step(split, "vae_decoder") == 0
+    for steps in (1, 3):  # two more calls, each ended early (--steps here; --max-seconds on the host)
+        assert main([*common, "--out", str(split), "--steps", str(steps)]) == 0
+        assert _stage_step(split, "vae_decoder") == steps
+    a = load_file(str(whole / "vae_decoder_stage/checkpoint/trainable.safetensors"))
+    b = load_file(str(split / "vae_decoder_stage/checkpoint/trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    shipped = _vae_weights(EMBEDDED_MODEL_DIR)
+    assert any(not torch.equal(a[k], shipped[k].float()) for k in a if k.startswith("decoder."))

@@ -1,17 +1,24 @@
-"""scripts/gpu-host-train-embedded.sh stage: what each install call's checkout carries to the GPU host."""
+"""scripts/gpu-host-train-embedded.sh: each GPU-host call's carry (stage), the call itself (on CPU) and collect."""
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = "scripts/gpu-host-train-embedded.sh"
 MODEL = Path("wanray/embedded_model")
 VAE = MODEL / "Wan2.1_VAE.pth"
 DIT = MODEL / "diffusion_pytorch_model-00001-of-00001.safetensors"
+# a tiny run: 2 rendered entries, 5-frame clips of 16x16 crops, 2 per step (the script's settings, as environment)
+TINY = {"ENTRIES": "2", "CROP": "16", "CLIP_FRAMES": "5", "BATCH": "2", "STEPS": "3", "SAVE_EVERY": "1",
+        "DEVICE": "cpu", "PY": sys.executable}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -20,10 +27,11 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A throwaway clone holding this checkout's script (the stage step rewrites the clone's model folder)."""
+    """A throwaway clone holding this checkout's script and code (the stage step rewrites the clone's model folder)."""
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--shared", str(REPO), str(clone))
     shutil.copy(REPO / SCRIPT, clone / SCRIPT)
+    shutil.copy(REPO / ".gitignore", clone / ".gitignore")
     return clone
 
 
@@ -33,42 +41,78 @@ def bundle(tmp_path: Path) -> Path:
     out = tmp_path / "bundle"
     out.mkdir()
     rng = np.random.default_rng()
-    for name in ("part-01.tar.xz", "part-02.tar.xz", "part-03.tar.xz"):
+    for name in ("part-01.tar.xz", "part-02.tar.xz"):
         (out / name).write_bytes(rng.bytes(int(rng.integers(1000, 5000))))
     for name in ("MANIFEST.txt", "SHA256SUMS", "offline-install.sh"):
         (out / name).write_text(name)
     return out
 
 
-def stage(clone: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", SCRIPT, "stage", *args], cwd=clone, capture_output=True, text=True)
+def script(clone: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(["bash", SCRIPT, *args], cwd=clone, capture_output=True, text=True,
+                          env={**os.environ, **TINY, **env})
 
 
-def test_each_call_leaves_out_one_large_file_and_carries_its_parts(checkout: Path, bundle: Path) -> None:
-    first = stage(checkout, "vae", str(bundle), "part-01", "part-03.tar.xz")
+def step_of(folder: Path) -> int:
+    return json.loads((folder / "trainer_state.json").read_text())["step"]
+
+
+def test_stage_carries_a_step_0_checkpoint_and_the_parts_not_the_large_files(checkout: Path, bundle: Path) -> None:
+    first = script(checkout, "stage", str(bundle), "part-02")
     assert first.returncode == 0, first.stderr
-    assert not (checkout / VAE).exists() and (checkout / DIT).exists()
+    assert not (checkout / VAE).exists() and not (checkout / DIT).exists()
     carried = sorted(p.name for p in (checkout / ".bundle").iterdir())
-    assert carried == ["MANIFEST.txt", "SHA256SUMS", "offline-install.sh", "part-01.tar.xz", "part-03.tar.xz"]
-    assert (checkout / ".bundle/part-03.tar.xz").read_bytes() == (bundle / "part-03.tar.xz").read_bytes()
-    assert "MiB (64 at most)" in first.stdout
+    assert carried == ["MANIFEST.txt", "SHA256SUMS", "offline-install.sh", "part-02.tar.xz"]
+    assert (checkout / ".bundle/part-02.tar.xz").read_bytes() == (bundle / "part-02.tar.xz").read_bytes()
+    assert "MiB (64 at most): checkpoint at step 0" in first.stdout
+    # the step-0 checkpoint is the shipped VAE, whole (the large file it replaces stays out of the carry)
+    weights = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert step_of(checkout / ".ckpt") == 0 and "decoder.head.2.weight" in weights and "encoder.conv1.weight" in weights
+    assert git(checkout, "status", "--porcelain", "--ignored", "--", ".ckpt", ".bundle").count("!!") == 2
 
-    second = stage(checkout, "dit", str(bundle), "part-02")
-    assert second.returncode == 0, second.stderr
-    assert (checkout / VAE).exists() and not (checkout / DIT).exists()
-    assert sorted(p.name for p in (checkout / ".bundle").glob("part-*")) == ["part-02.tar.xz"]
-
-    done = stage(checkout, "none")
+    done = script(checkout, "stage", "none")
     assert done.returncode == 0, done.stderr
     assert not (checkout / ".bundle").exists()
     assert git(checkout, "status", "--porcelain", "--", str(MODEL)) == ""
+
+
+def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checkout: Path, bundle: Path,
+                                                                         tmp_path: Path) -> None:
+    assert script(checkout, "stage", str(bundle), "part-02").returncode == 0
+    shutil.copytree(checkout / ".ckpt", checkout / ".ckpt.step0")
+    out = tmp_path / "out"
+    work = {"WORK": str(tmp_path / "work"), "SITE": str(tmp_path / "site")}
+    call = script(checkout, "call", "300", str(out), **work)  # the venv has diffsynth: nothing to unpack
+    assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
+    assert "checkpoint at step 3" in call.stdout and "install:" in call.stdout
+    pieces = sorted(out.glob("checkpoint.tar.part-*"))
+    assert pieces and all(p.stat().st_size <= 15_000_000 for p in pieces) and len(pieces) + 1 <= 8
+    assert "vae_decoder: step 3/3" in (out / "call.log").read_text()
+
+    collected = script(checkout, "collect", str(out), "test-call")
+    assert collected.returncode == 0, collected.stderr
+    assert step_of(checkout / ".ckpt") == 3
+    assert (checkout / "bench/results/embedded_calls/test-call.log").read_text() == (out / "call.log").read_text()
+    # the decoder trained; the encoder (the shipped DiT's latent space) kept its weights, to bf16
+    shipped = load_file(str(checkout / ".ckpt.step0/trainable.safetensors"))
+    trained = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert trained.keys() == shipped.keys()
+    assert all(torch.equal(trained[k], shipped[k]) for k in shipped if k.startswith("encoder."))
+    assert any(not torch.equal(trained[k], shipped[k]) for k in shipped if k.startswith("decoder."))
+
+    # a call on a machine that kept its own newer checkpoint takes that one, not the older carried one
+    again = script(checkout, "call", "300", str(tmp_path / "out2"), STEPS="4", **work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed at step 3" in again.stdout and "checkpoint at step 4" in again.stdout
 
 
 def test_a_changed_model_file_is_never_overwritten(checkout: Path, bundle: Path) -> None:
     config = checkout / MODEL / "config.json"
     changed = config.read_text() + "\n"
     config.write_text(changed)
-    result = stage(checkout, "vae", str(bundle), "part-01")
+    result = script(checkout, "stage", str(bundle), "part-01")
     assert result.returncode == 1
     assert "commit or move your changes first" in result.stderr and "config.json" in result.stderr
     assert config.read_text() == changed and (checkout / VAE).exists()
@@ -77,21 +121,15 @@ def test_a_changed_model_file_is_never_overwritten(checkout: Path, bundle: Path)
 def test_a_call_over_the_transfer_limit_is_refused(checkout: Path, bundle: Path) -> None:
     with open(bundle / "part-04.tar.xz", "wb") as f:  # sparse: 64 MiB of size, no disk
         f.truncate(64 * 1048576)
-    result = stage(checkout, "vae", str(bundle), "part-04")
+    result = script(checkout, "stage", str(bundle), "part-04")
     assert result.returncode == 1 and "too large" in result.stderr
 
 
-def test_an_unknown_choice_says_what_to_pass(checkout: Path) -> None:
-    result = stage(checkout, "decoder")
-    assert result.returncode == 2 and "'vae' or 'dit'" in result.stderr
-
-
 def test_the_bundle_must_be_a_folder_other_than_the_one_it_fills(checkout: Path, bundle: Path) -> None:
-    assert stage(checkout, "vae", str(bundle), "part-01").returncode == 0
+    assert script(checkout, "stage", str(bundle), "part-01").returncode == 0
     kept = (checkout / ".bundle/part-01.tar.xz").read_bytes()
-    result = stage(checkout, "dit", str(checkout / ".bundle"), "part-01")
+    result = script(checkout, "stage", str(checkout / ".bundle"), "part-01")
     assert result.returncode == 2 and "not .bundle" in result.stderr
     assert (checkout / ".bundle/part-01.tar.xz").read_bytes() == kept  # refused before anything changed
-    assert not (checkout / VAE).exists()
-    missing = stage(checkout, "dit")
+    missing = script(checkout, "stage")
     assert missing.returncode == 2 and "bundle's folder" in missing.stderr
