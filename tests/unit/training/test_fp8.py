@@ -1,7 +1,6 @@
 """strategy.fp8: torchao float8 training of the DiT/VACE blocks' linears, emulated on CPU (torchao's
 ``emulate=True``: float8 rounding of inputs, weights and gradients as on a GPU, matmuls in float32)."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,6 +10,28 @@ from wanray.training.config import apply_overrides
 from wanray.training.presets import embedded_lora_smoke
 
 FP8 = ["scaling.use_gpu=true", "strategy.fp8=true"]
+
+# The FP8 LoRA step is compared with the float32 one (``fp8_vs_fp32`` in conftest.py) on fixed samples, so the
+# test cannot pass or fail by the draw. The seeds are 0 and 1 (timesteps 907 and 339) and 128, which has the lowest
+# timestep (20) of seeds 0-199. The error depends mostly on the timestep: low timesteps give the largest.
+# Measured on the shipped run-6 weights (751c476) over seeds 0-199 (bench/results/fp8_grad_error_cpu.md); one draw
+# at timestep 1000 is left out, because its loss weight is 0:
+#   gradient relative error   min 0.072  median 0.094  p95 0.153  max 0.182   (these seeds: 0.080, 0.114, 0.177)
+#   loss relative difference  min 0.000  median 0.009  p95 0.030  max 0.044   (0.005, 0.008, 0.021)
+#   gradient cosine           min 0.984  median 0.996                          (0.997, 0.994, 0.985)
+# Each e4m3 cast is off by ~2.7%, and no tensor has outliers. The trained DiT amplifies that rounding, most of
+# all at low noise: the prediction is ~4% off at timestep 900 and ~21% off at timestep 20. The first bound,
+# 0.15, was set on the untrained weights, which gave 0.046-0.062.
+# Each bound is ~1.35x the worst of the 199 draws, so new weights of the same kind still pass. Saturating casts
+# (scale 64x too large) give error ~1.0 and cosine ~0. Inputs and weights in e5m2 instead of e4m3 give 0.27 on
+# seed 128. The floor is 7x under the smallest error measured and far above float32's own noise (~1e-6), which
+# shows that FP8 ran.
+# After new weights, re-measure with: nice -n 10 .venv/bin/python bench/fp8_grad_error.py --draws 200
+SEEDS = (0, 1, 128)
+GRAD_BOUND = 0.25
+LOSS_BOUND = 0.06
+COSINE_MIN = 0.97
+GRAD_FLOOR = 0.01
 
 
 def test_fp8_without_gpus_is_refused_in_the_config():
@@ -25,7 +46,7 @@ def test_fp8_on_a_cpu_worker_is_refused_with_what_it_needs():
         build_training_model(apply_overrides(embedded_lora_smoke(), FP8), torch.device("cpu"))
 
 
-def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monkeypatch, loss_and_grads):
+def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monkeypatch, fp8_vs_fp32):
     from torchao.float8.float8_linear import Float8Linear
 
     from wanray.training.model import build_training_model
@@ -44,17 +65,12 @@ def test_fp8_lora_step_converts_the_frozen_linears_and_stays_close_to_fp32(monke
     assert len(converted) == per_block * (len(dit.blocks) + len(vace.vace_blocks)) + 1 + len(vace.vace_blocks)
     assert fp8.trainable == reference.trainable  # the adapters train, nothing else
 
-    results = [(loss, torch.cat([g.flatten() for g in grads])) for loss, grads in loss_and_grads([reference, fp8])]
-    (ref_loss, ref_grad), (fp8_loss, fp8_grad) = results
-    assert np.isfinite(fp8_loss) and torch.isfinite(fp8_grad).all()
-    # e4m3 keeps 3 mantissa bits (rounding <= 2^-4 = 6%) and the gradients' e5m2 2 (<= 12.5%); the errors of
-    # many products average out in the loss and mostly in the gradient (measured ~5% relative, cosine 0.998).
-    # On the run-4 weights the loss moved 0.1-0.3%; on the run-5 weights, sharper, 0.02-2.4% (median 1.2%, 12
-    # random draws of this sample). The bounds leave 2x and 3x room, and the gradient must differ: FP8 did run.
-    assert abs(fp8_loss - ref_loss) <= 0.05 * abs(ref_loss)
-    relative = ((fp8_grad - ref_grad).norm() / ref_grad.norm()).item()
-    assert 1e-3 < relative < 0.15
-    assert torch.nn.functional.cosine_similarity(fp8_grad, ref_grad, dim=0) > 0.99
+    for seed in SEEDS:
+        r = fp8_vs_fp32(reference, fp8, seed)
+        assert r["finite"], f"seed {seed}: FP8 loss or gradients not finite"
+        assert r["loss"] <= LOSS_BOUND, f"seed {seed} (timestep {r['timestep']:.0f}): loss moved {r['loss']:.4f}"
+        assert GRAD_FLOOR < r["grad"] < GRAD_BOUND, f"seed {seed} (timestep {r['timestep']:.0f}): {r['grad']:.4f}"
+        assert r["cosine"] > COSINE_MIN, f"seed {seed} (timestep {r['timestep']:.0f}): cosine {r['cosine']:.5f}"
 
 
 def test_missing_torchao_names_the_install_command(without_torchao):
