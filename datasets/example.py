@@ -39,13 +39,24 @@ def example_prompt() -> str:
     return prompt_for(example_character(), EXAMPLE_DANCE, EXAMPLE_SCENE)
 
 
-def render_example_photo(size: int = 256):
-    from wanray.datasets.pose import Placement, skeleton_at
-    from wanray.datasets.render import render_photo
+def _example_rng_and_layout():
+    """The photo's random stream, after the scene layout has been drawn from it (the layout comes first)."""
     from wanray.datasets.scenes import sample_layout
 
     rng = np.random.default_rng([2026, 3])
-    layout = sample_layout(EXAMPLE_SCENE, rng)
+    return rng, sample_layout(EXAMPLE_SCENE, rng)
+
+
+def example_layout():
+    """The example photo's park layout (the same at any size: layouts are in fractions of the frame)."""
+    return _example_rng_and_layout()[1]
+
+
+def render_example_photo(size: int = 256):
+    from wanray.datasets.pose import Placement, skeleton_at
+    from wanray.datasets.render import render_photo
+
+    rng, layout = _example_rng_and_layout()
     return render_photo(
         example_character(), skeleton_at(EXAMPLE_DANCE, 0.0), Placement(height=size, width=size), layout, rng
     )

@@ -23,6 +23,7 @@ ANIME_LIGHT = np.array([-0.45, -0.55, 0.70]) / np.linalg.norm([-0.45, -0.55, 0.7
 LINE = np.array([0.13, 0.10, 0.14], dtype=np.float32)
 FLAT = {"eye", "iris", "pupil", "glint", "mouth", "lash", "window", "window_off", "sun", "sky", "sky_low", "paper"}
 ANIME_HEAD = 1.12  # anime heads are drawn a little larger (same skeleton, same placement)
+ANIME_SHADOW = np.array([0.72, 0.7, 0.8], dtype=np.float32)  # the one hard shadow tone: base colour times this
 
 
 def _rgb(c) -> np.ndarray:
@@ -288,6 +289,11 @@ def _normal_z(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
 
 
+def hair_highlight(base: np.ndarray) -> np.ndarray:
+    """The lighter tone of the anime hair's highlight band (colours in 0..1)."""
+    return np.clip(base * 1.2 + 0.12, 0, 1)
+
+
 def anime_shader(line_width: float):
     """Flat colour, one hard shadow tone, a highlight band on hair, dark outlines."""
 
@@ -304,11 +310,11 @@ def anime_shader(line_width: float):
             "building",
         ):
             ndl = nx * ANIME_LIGHT[0] + ny * ANIME_LIGHT[1] + _normal_z(nx, ny) * ANIME_LIGHT[2]
-            shadow = base * np.array([0.72, 0.7, 0.8], dtype=np.float32)
+            shadow = base * ANIME_SHADOW
             col = np.where((ndl < 0.12)[..., None], shadow, col)
             if part.material == "hair":
                 ring = (ny > -0.72) & (ny < -0.42) & (np.abs(nx) < 0.55)
-                col = np.where(ring[..., None], np.clip(base * 1.2 + 0.12, 0, 1), col)
+                col = np.where(ring[..., None], hair_highlight(base), col)
         if part.outline:
             t = np.clip(sd + line_width + 0.5, 0.0, 1.0)[..., None]
             col = col * (1 - t) + LINE * t
@@ -474,12 +480,18 @@ def line_width(height: int, width: int) -> float:
     return max(0.8, min(height, width) / 128)
 
 
+def anime_backdrop(sk: Skeleton, pl: Placement, background: np.ndarray, painter: Painter) -> np.ndarray:
+    """An anime frame without the character: the scene and the character's ground shadow (float, 0..1)."""
+    canvas = background.copy()
+    _ground_shadow(canvas, painter, sk, pl, strength=0.3, soft=0.5)
+    return canvas
+
+
 def render_anime_frame(
     ch: Character, sk: Skeleton, pl: Placement, background: np.ndarray, painter: Painter | None = None
 ) -> Image.Image:
     painter = painter or Painter(pl.height, pl.width)
-    canvas = background.copy()
-    _ground_shadow(canvas, painter, sk, pl, strength=0.3, soft=0.5)
+    canvas = anime_backdrop(sk, pl, background, painter)
     shade = anime_shader(line_width(pl.height, pl.width))
     for part in character_parts(sk, ch, pl, anime=True):
         painter.paint(canvas, part, shade)

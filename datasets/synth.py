@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from wanray.datasets.character import Character, prompt_for, sample_character
 from wanray.datasets.pose import DANCE_NAMES, Placement, get_dance, render_pose_video, skeleton_at
@@ -147,9 +148,30 @@ def plan_entry(config: SynthConfig, index: int) -> EntryPlan:
     )
 
 
+@dataclass(frozen=True)
+class EntryMedia:
+    """An entry's pictures in memory: the photo, the anime target video and the pose video (PIL RGB)."""
+
+    photo: Image.Image
+    video: list[Image.Image]
+    pose: list[Image.Image]
+
+
+def render_media(plan: EntryPlan, frames: int, fps: float) -> EntryMedia:
+    """Render an entry's photo, anime video and pose video (what ``render_entry`` writes), without writing."""
+    from wanray.datasets.render import render_anime_frames, render_photo
+
+    pl = plan.placement
+    photo = render_photo(
+        plan.character, skeleton_at(plan.dance, 0.0), pl, plan.layout, np.random.default_rng(plan.photo_seed)
+    )
+    anime = render_anime_frames(plan.character, plan.dance, pl, plan.layout, frames, fps)
+    pose = render_pose_video(plan.dance, pl.height, pl.width, frames, fps, scale=pl.scale, x_offset=pl.x_offset)
+    return EntryMedia(photo=photo, video=anime, pose=pose)
+
+
 def render_entry(config: SynthConfig, plan: EntryPlan) -> dict[str, str]:
     """Write an entry's photo and videos under ``config.out`` (each file atomically); returns its manifest row."""
-    from wanray.datasets.render import render_anime_frames, render_photo
     from wanray.video import write_mp4
 
     root = Path(config.out)
@@ -157,17 +179,10 @@ def render_entry(config: SynthConfig, plan: EntryPlan) -> dict[str, str]:
     paths = {column: root / rel for column, rel in files.items()}
     if config.resume and all(p.is_file() for p in paths.values()):
         return plan.record()
-    pl = plan.placement
-    photo = render_photo(
-        plan.character, skeleton_at(plan.dance, 0.0), pl, plan.layout, np.random.default_rng(plan.photo_seed)
-    )
-    _atomic(paths["input_image"], lambda tmp: photo.save(tmp, format="PNG"))
-    anime = render_anime_frames(plan.character, plan.dance, pl, plan.layout, config.frames, config.fps)
-    _atomic(paths["video"], lambda tmp: write_mp4(anime, tmp, config.fps))
-    pose = render_pose_video(
-        plan.dance, pl.height, pl.width, config.frames, config.fps, scale=pl.scale, x_offset=pl.x_offset
-    )
-    _atomic(paths["control_video"], lambda tmp: write_mp4(pose, tmp, config.fps))
+    media = render_media(plan, config.frames, config.fps)
+    _atomic(paths["input_image"], lambda tmp: media.photo.save(tmp, format="PNG"))
+    _atomic(paths["video"], lambda tmp: write_mp4(media.video, tmp, config.fps))
+    _atomic(paths["control_video"], lambda tmp: write_mp4(media.pose, tmp, config.fps))
     return plan.record()
 
 

@@ -17,6 +17,8 @@ Conventions (the seed's, made exact):
   0.299 R + 0.587 G + 0.114 B, kept in float), ``ssim_rgb`` the mean of the three channels' SSIM.
   scikit-image comes with the ``eval`` extra (``pip install 'wanray[eval]'``).
 - Quality bands from the seed: PSNR >= 32 dB is high quality, SSIM >= 0.85 is good.
+- Region colour (``region_delta_e``, the identity target): CIEDE2000 between the mean CIELAB colours of a
+  region in two frames, the region given by masks (for synthetic clips: ``wanray.datasets.truth``).
 """
 
 from __future__ import annotations
@@ -267,3 +269,38 @@ def acceleration_gate(
             f"{max_flicker_increase:g} grey levels"
         )
     return GateResult(passed=not reasons, metrics=metrics, reasons=tuple(reasons))
+
+
+# -- colour of regions (identity) --
+
+
+def region_delta_e(
+    generated: np.ndarray, reference: np.ndarray, masks: dict[str, np.ndarray], min_pixels: int = 4
+) -> dict[str, np.ndarray]:
+    """Per frame, how far each region's mean colour in ``generated`` is from the same region's in ``reference``.
+
+    ``generated`` and ``reference`` are uint8 [T, H, W, 3]; ``masks`` maps a region name to bool [T, H, W]
+    (the reference's regions, used for both: the generated person should stand where the reference one
+    does). The mean is taken in CIELAB (``skimage.color.rgb2lab``, D65) over the region's pixels, and
+    the two means are compared with CIEDE2000 (``skimage.color.deltaE_ciede2000``). Returns region ->
+    [T] Delta-E, NaN in frames where the region has fewer than ``min_pixels`` pixels.
+    """
+    try:
+        from skimage.color import deltaE_ciede2000, rgb2lab
+    except ImportError:
+        raise ImportError("Delta-E needs scikit-image: pip install 'wanray[eval]' (or scikit-image)") from None
+    generated, reference = _check_video(generated, "generated"), _check_video(reference, "reference")
+    if generated.shape != reference.shape:
+        raise ValueError(f"generated {list(generated.shape)} and reference {list(reference.shape)} differ in shape")
+    lab_gen, lab_ref = rgb2lab(generated), rgb2lab(reference)
+    out = {}
+    for name, mask in masks.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != generated.shape[:3]:
+            raise ValueError(f"mask {name!r} is {list(mask.shape)}, the frames are {list(generated.shape[:3])}")
+        delta = np.full(len(mask), np.nan)
+        for t, m in enumerate(mask):
+            if m.sum() >= min_pixels:
+                delta[t] = deltaE_ciede2000(lab_gen[t][m].mean(0), lab_ref[t][m].mean(0))
+        out[name] = delta
+    return out
