@@ -92,7 +92,7 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
   ship)  # here: the checkpoint's VAE into the package (bf16, as shipped)
     git checkout -- "$MODEL"
     "${PY:-.venv/bin/python}" -c "
-import torch, sys; from wanray.training.checkpoint import load_checkpoint; from wanray.generation import resolve_model
+import torch; from wanray.training.checkpoint import load_checkpoint; from wanray.generation import resolve_model
 from wanray.loading import load_model_dir; from wanray.model_writer import write_vae
 from pathlib import Path
 vae = load_model_dir(*resolve_model('embedded')).vae

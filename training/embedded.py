@@ -259,7 +259,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
             window, started = [], time.perf_counter()
         if state.step % save_every == 0:
             save()
-    if state.step % save_every or not resuming and state.step == 0:  # the steps since a periodic checkpoint
+    if state.step % save_every or (state.step == 0 and not resuming):  # steps since the last save, or a new step-0 run
         save()
     if checkpoint_only:
         print(f"{stage}: checkpoint at step {state.step} in {ckpt_dir}; no model written (--checkpoint-only)",
