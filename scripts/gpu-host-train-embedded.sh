@@ -8,54 +8,71 @@
 #   # here, once: the lean bundle (diffsynth and what the host lacks; imageio-ffmpeg's part is not needed)
 #   PYTHON=.venv/bin/python shared/gpu/offline-bundle.sh /tmp/bundle_ds --max-mb 15 diffsynth==2.1.12
 #   bash scripts/gpu-host-train-embedded.sh stage /tmp/bundle_ds part-02   # here: .ckpt + .bundle, before each call
-#   bash scripts/gpu-host-train-embedded.sh call 530 "$OUT"                 # device call (carry .ckpt and .bundle)
+#   bash scripts/gpu-host-train-embedded.sh call 530 "$OUT"                 # device call (carry .ckpt, .bundle, .frozen)
 #   bash scripts/gpu-host-train-embedded.sh collect [DIR] LABEL             # here: the call's files -> .ckpt, log -> bench
 #   ... stage / call / collect again, as one batch of tool calls ...
 #   bash scripts/gpu-host-train-embedded.sh ship                            # here: the checkpoint's VAE -> the package
 #   bash scripts/gpu-host-train-embedded.sh stage none                      # here: restore the checkout
 #
-# What trains: STAGE (vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents,
-# stays as it is, so the result ships without retraining the DiT). The first stage step makes a step-0 checkpoint of
-# the shipped VAE. The stage step leaves the model's two large files out of the checkout (the checkpoint carries the
-# whole VAE; the DiT is not needed), so checkout + bundle part + checkpoint fit one call; it refuses what does not.
+# What trains: STAGE
+# - vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents, stays as it is, so
+#   the result ships without retraining the DiT. The checkpoint holds the whole VAE.
+# - dit: the DiT and its VACE branch on rendered entries encoded by the shipped encoders, in one process (no Ray:
+#   wanray.training.embedded_dit). The call also carries the VAE's encoder half (.frozen/, 12 MB), from which the host
+#   rebuilds a model folder (python -m wanray.training.gpu_host assemble).
+# The first stage step makes a step-0 checkpoint of the shipped model. The stage step leaves the model's two large
+# files out of the checkout, so checkout + bundle part + checkpoint fit one call; it refuses what does not.
 # Settings (environment; keep them the same for every call of a run): STAGE (vae-decoder), STEPS (the cosine's
-# length: 3000), ENTRIES (600 rendered entries), DATA_SEED (11: not the seeds of the shipped runs' sets, 0, nor of the
-# evaluations, 7 and 1234), BATCH (16 clips), CROP (64), CLIP_FRAMES (77), LR (1e-4), SAVE_EVERY (100 steps),
-# RESERVE (45 s kept for the last save and the pack).
+# length: 3000 for the VAE, 6000 for the DiT), ENTRIES (600; DiT 1000 rendered entries), DATA_SEED (11: not the seeds
+# of the shipped runs' sets, 0, nor of the evaluations, 7 and 1234), BATCH (16 clips; DiT 32 samples), CROP (64),
+# CLIP_FRAMES (77), LR (1e-4; DiT 2e-4), SAVE_EVERY (100 steps; DiT 500), RESERVE (45 s kept for the last save and
+# the pack).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 11 --out OUT --device cpu ...
+#   python -m wanray.training.embedded --stage dit --entries 1000 --data-seed 11 --frames 77 --out OUT --device cpu ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STAGE=${STAGE:-vae-decoder}; STEPS=${STEPS:-3000}; ENTRIES=${ENTRIES:-600}; DATA_SEED=${DATA_SEED:-11}
-BATCH=${BATCH:-16}; CROP=${CROP:-64}; CLIP_FRAMES=${CLIP_FRAMES:-77}; LR=${LR:-1e-4}; SAVE_EVERY=${SAVE_EVERY:-100}
+STAGE=${STAGE:-vae-decoder}; [[ $STAGE == dit || $STAGE == vae-decoder ]] || { echo "STAGE: dit or vae-decoder" >&2; exit 2; }
+if [[ $STAGE == dit ]]; then d=(6000 1000 32 2e-4 500); else d=(3000 600 16 1e-4 100); fi
+STEPS=${STEPS:-${d[0]}}; ENTRIES=${ENTRIES:-${d[1]}}; BATCH=${BATCH:-${d[2]}}; LR=${LR:-${d[3]}}
+SAVE_EVERY=${SAVE_EVERY:-${d[4]}}; DATA_SEED=${DATA_SEED:-11}; CROP=${CROP:-64}; CLIP_FRAMES=${CLIP_FRAMES:-77}
 RESERVE=${RESERVE:-45}
 MODEL=wanray/embedded_model; LARGE=("$MODEL/Wan2.1_VAE.pth" "$MODEL/diffusion_pytorch_model-00001-of-00001.safetensors")
-CKPT_NAME=${STAGE//-/_}_stage/checkpoint
+CKPT_NAME=${STAGE//-/_}_stage/checkpoint; ENCODER=.frozen/vae_encoder.safetensors
 export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY
-train() {  # python -m wanray.training.embedded with this run's settings
-  "${PY:-python3}" -m wanray.training.embedded --stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" \
-    --batch "$BATCH" --crop "$CROP" --clip-frames "$CLIP_FRAMES" --lr "$LR" --steps "$STEPS" --cosine \
-    --save-every "$SAVE_EVERY" --vae-from "$MODEL" --checkpoint-only --checkpoint-precision portable "$@"
+train() {  # python -m wanray.training.embedded with this run's settings; MODEL: the model folder it starts from
+  local run=(--stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" --batch "$BATCH" --lr "$LR"
+             --steps "$STEPS" --save-every "$SAVE_EVERY" --checkpoint-only --checkpoint-precision portable)
+  if [[ $STAGE == dit ]]; then run+=(--frames "$CLIP_FRAMES" --model "$MODEL")
+  else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --vae-from "$MODEL"); fi
+  "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }
+holds_dit() { grep -q '"dit\.' < <(head -c 1000000 "$1/trainable.safetensors"); }  # the safetensors header names it
 
 case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DIR] LABEL|ship} in
   stage)  # here: what the next call carries
     changed=$(git diff --name-only --diff-filter=MT -- "$MODEL")   # a new model copied in: never overwrite it
     [[ -z $changed ]] || { echo "stage: commit or move your changes first: $changed" >&2; exit 1; }
-    if [[ ${2:-} == none ]]; then git checkout -- "$MODEL"; rm -rf .bundle; echo "checkout restored"; exit 0; fi
+    if [[ ${2:-} == none ]]; then git checkout -- "$MODEL"; rm -rf .bundle .frozen; echo "checkout restored"; exit 0; fi
     [[ -d ${2:-} && $(cd "$2" && pwd) != "$PWD/.bundle" ]] ||
       { echo "stage: give the bundle's folder (not .bundle, which this step empties) and the parts to carry" >&2; exit 2; }
     git checkout -- "$MODEL"
-    if [[ ! -f .ckpt/trainer_state.json ]]; then  # step 0: the shipped VAE, no optimizer state yet
+    if [[ -f .ckpt/trainer_state.json ]] && [[ $(holds_dit .ckpt && echo dit) != $([[ $STAGE == dit ]] && echo dit) ]]; then
+      echo "stage: .ckpt is another stage's checkpoint (STAGE=$STAGE): ship or move it first" >&2; exit 1
+    fi
+    if [[ ! -f .ckpt/trainer_state.json ]]; then  # step 0: the shipped model, no optimizer state yet
       rm -rf .ckpt /tmp/wanray-step0
-      PY=${PY:-.venv/bin/python} train --device cpu --out /tmp/wanray-step0 --max-seconds 0
+      PY=${PY:-.venv/bin/python} MODEL=$MODEL train --device cpu --out /tmp/wanray-step0 --max-seconds 0
       mv "/tmp/wanray-step0/$CKPT_NAME" .ckpt && rm -rf /tmp/wanray-step0
     fi
+    rm -rf .frozen
+    if [[ $STAGE == dit ]]; then "${PY:-.venv/bin/python}" -m wanray.training.gpu_host carry-encoder "$MODEL" "$ENCODER"; fi
     rm -f "${LARGE[@]}"; rm -rf .bundle; mkdir .bundle
     cp "$2"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
     for part in "${@:3}"; do cp "$2/${part%.tar.xz}.tar.xz" .bundle/; done
-    size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat .bundle/* .ckpt/* | wc -c) ))
+    carried=(.bundle/* .ckpt/*); [[ -d .frozen ]] && carried+=(.frozen/*)
+    size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat "${carried[@]}" | wc -c) ))
     echo "this call carries $((size / 1048576)) MiB (64 at most): checkpoint at step $(step_of .ckpt), $(ls .bundle | tr '\n' ' ')"
     (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; } ;;
   call)  # on the GPU host: everything this call needs, then OUT/checkpoint.tar.part-* and OUT/call.log
@@ -76,8 +93,13 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
       rm -rf "$work/$CKPT_NAME" && cp -r .ckpt "$work/$CKPT_NAME"
     fi
     cd "$work"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
+    start_from=$OLDPWD/$MODEL
+    if [[ $STAGE == dit ]]; then  # the model folder the DiT stage loads: small files + carried encoder + checkpoint
+      start_from=$work/model_in
+      "$py" -m wanray.training.gpu_host assemble "$OLDPWD/$MODEL" "$OLDPWD/$ENCODER" "$work/$CKPT_NAME" "$start_from"
+    fi
     left=$((budget - (SECONDS - started)))   # the loop stops itself RESERVE s early; timeout is the backstop
-    MODEL=$OLDPWD/$MODEL timeout $((left - 15)) bash -c "$(declare -f train); train \"\$@\"" train \
+    MODEL=$start_from timeout $((left - 15)) bash -c "$(declare -f train); train \"\$@\"" train \
       --device "${DEVICE:-cuda}" --out "$work" --max-seconds $((left - RESERVE)) || echo "call: training ended with $?"
     tar -C "$work/$CKPT_NAME" -cf - . | split -b 15000000 - "$out/checkpoint.tar.part-"
     echo "call: done in $((SECONDS - started)) s, checkpoint at step $(step_of "$work/$CKPT_NAME")"; ls -la "$out" ;;
@@ -89,13 +111,8 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     step_of .ckpt.new > /dev/null && rm -rf .ckpt && mv .ckpt.new .ckpt
     mkdir -p bench/results/embedded_calls && log=bench/results/embedded_calls/$label.log
     cp "$dir/call.log" "$log" && echo "collect: checkpoint at step $(step_of .ckpt); log in $log" ;;
-  ship)  # here: the checkpoint's VAE into the package (bf16, as shipped)
+  ship)  # here: the checkpoint's DiT or VAE into the package (bf16, as shipped)
     git checkout -- "$MODEL"
-    "${PY:-.venv/bin/python}" -c "
-import torch; from wanray.training.checkpoint import load_checkpoint; from wanray.generation import resolve_model
-from wanray.loading import load_model_dir; from wanray.model_writer import write_vae
-from pathlib import Path
-vae = load_model_dir(*resolve_model('embedded')).vae
-vae.model.load_state_dict(load_checkpoint(Path('.ckpt'))); print(write_vae(Path('$MODEL'), vae, torch.bfloat16))" ;;
+    "${PY:-.venv/bin/python}" -m wanray.training.gpu_host ship "$STAGE" .ckpt "$MODEL" ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac

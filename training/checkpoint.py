@@ -88,3 +88,18 @@ def _expand(state: dict) -> dict:
             value = out[key].float() * scale
             out[key] = value.square() if root else value
     return out
+
+
+def replace_atomically(directory: Path, write) -> None:
+    """``write(folder)`` into a new folder, then renamed to ``directory``: a process killed mid-save (a GPU host's call
+    running out of time) leaves the last whole checkpoint, never half of one."""
+    import shutil
+
+    partial, old = directory.with_name(f"{directory.name}.partial"), directory.with_name(f"{directory.name}.old")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write(partial)
+    if directory.exists():
+        directory.rename(old)
+    partial.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)

@@ -8,9 +8,10 @@
 
 ``scripts/train-embedded.sh`` runs all of them with time budgets. Every stage prints progress, checkpoints every
 ``--save-every`` steps and resumes from its last checkpoint when rerun with the same ``--out``; ``--device cpu``
-runs the same code, slowly. The vae stages can render their set in memory instead (``--entries N --data-seed S``)
-and write a ``--checkpoint-precision portable`` checkpoint small enough to carry between machines:
-``scripts/gpu-host-train-embedded.sh`` trains on a GPU host in independent calls that way.
+runs the same code, slowly. Every stage can render its set in memory instead (``--entries N --data-seed S``; the
+dit stage then runs without Ray: ``wanray.training.embedded_dit``) and write a ``--checkpoint-precision portable``
+checkpoint small enough to carry between machines: ``scripts/gpu-host-train-embedded.sh`` trains on a GPU host in
+independent calls that way.
 
 - vae: the spec's ``VideoVAE_`` (8x spatial, 4x temporal) trained from scratch on random 13-frame clips (four
   latent frames, so the causal cache is trained past the first chunk): L1 reconstruction in pixel space plus a
@@ -166,7 +167,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     from wanray.generation import resolve_model
     from wanray.loading import load_model_dir
     from wanray.specs import VAEArch, spec_for_dir
-    from wanray.training.checkpoint import load_checkpoint, save_checkpoint
+    from wanray.training.checkpoint import load_checkpoint, replace_atomically, save_checkpoint
     from wanray.training.state import TrainerState
 
     torch.manual_seed(seed)
@@ -207,15 +208,12 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
         state = TrainerState.load(ckpt_dir)
         print(f"{stage}: resumed at step {state.step} from {ckpt_dir}", flush=True)
 
-    def save() -> None:  # into a new folder, then renamed: a call killed mid-save leaves the last whole checkpoint
-        partial, old = ckpt_dir.with_name("checkpoint.partial"), ckpt_dir.with_name("checkpoint.old")
-        shutil.rmtree(partial, ignore_errors=True)
-        save_checkpoint(partial, model.state_dict(), optimizer, precision=precision)
-        state.save(partial)
-        if ckpt_dir.exists():
-            ckpt_dir.rename(old)
-        partial.rename(ckpt_dir)
-        shutil.rmtree(old, ignore_errors=True)
+    def save() -> None:
+        def write(folder: Path) -> None:
+            save_checkpoint(folder, model.state_dict(), optimizer, precision=precision)
+            state.save(folder)
+
+        replace_atomically(ckpt_dir, write)
 
     cuda = device.type == "cuda"
     card = torch.cuda.get_device_name(device) if cuda else "cpu"
@@ -329,8 +327,6 @@ def train_dit(data_dir: Path, out: Path, device: torch.device, steps: int, lr: f
     exported = export_path(config)
     final = out / "model"
     if final.exists():
-        import shutil
-
         shutil.rmtree(final)
     exported.rename(final)
     print(f"dit: wrote {final}", flush=True)
@@ -363,11 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", required=True, choices=["vae", "dit", "vae-decoder"])
     p.add_argument("--data", help="synthetic dataset folder (wanray datasets synth); the dit stage needs one")
     p.add_argument("--entries", type=int, default=0,
-                   help="vae stages, instead of --data: render this many entries of the synthetic set in memory "
-                        "(no files: what a bare GPU host can do at once)")
+                   help="instead of --data: render this many entries of the synthetic set in memory (no files, "
+                        "codec or Ray: what a bare GPU host can do at once; the dit stage then runs in one process)")
     p.add_argument("--data-seed", type=int, default=0, help="with --entries: the set's seed (wanray datasets synth)")
     p.add_argument("--checkpoint-precision", choices=["exact", "portable"], default="exact",
-                   help="vae stages: exact (float32, resumes bit for bit) or portable (bf16 weights, float8 Adam "
+                   help="exact (float32, resumes bit for bit) or portable (bf16 weights, float8 Adam "
                         "moments: a third of the size, to carry between machines)")
     p.add_argument("--out", required=True, help="working folder: checkpoints, model_vae/, model/")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -391,21 +387,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--focus", type=float, default=0.75,
                    help="vae stages: share of crops centred on a moving pixel (the dancer) rather than anywhere")
     p.add_argument("--checkpoint-only", action="store_true",
-                   help="vae stages: checkpoint but write no model folder (while a DiT stage uses it); rerun "
-                        "without it and with --max-seconds 0 to write the VAE")
+                   help="checkpoint but write no model folder (vae stages: while a DiT stage uses it); rerun "
+                        "without it and with --max-seconds 0 to write the model")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="dit stage: override a field of the run's config, as `wanray train run --set` "
                         "(e.g. optim.schedule=cosine, strategy.gradient_checkpointing=false); repeatable")
+    p.add_argument("--model", type=Path, default=None, metavar="MODEL_DIR",
+                   help="dit stage with --entries: the model whose DiT and VACE train, in whose encoders' latents "
+                        "(default: the bundled embedded model)")
+    p.add_argument("--until", type=int, default=None, metavar="STEP",
+                   help="dit stage with --entries: stop this run at STEP; the schedule still ends at --steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=None,
                    help="also stop after this many seconds of training, then write the model as if done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     data, out, device = Path(args.data) if args.data else None, Path(args.out), torch.device(args.device)
-    if (data is None) == (args.entries == 0) or (args.stage == "dit" and data is None):
-        p.error("give --data DIR (any stage) or --entries N (vae stages: rendered in memory), not both")
+    if (data is None) == (args.entries == 0):
+        p.error("give --data DIR (a synth folder) or --entries N (rendered in memory), not both")
+    if (args.model or args.until is not None) and not (args.stage == "dit" and args.entries):
+        p.error("--model and --until are for the dit stage with --entries")
     out.mkdir(parents=True, exist_ok=True)
-    if args.stage in ("vae", "vae-decoder"):
+    if args.stage == "dit" and args.entries:
+        from wanray.generation import EMBEDDED_MODEL_DIR
+        from wanray.training.embedded_dit import train_dit_in_memory
+
+        train_dit_in_memory(out=out, device=device, model_dir=args.model or EMBEDDED_MODEL_DIR, entries=args.entries,
+                            data_seed=args.data_seed, steps=args.steps, lr=args.lr or 2e-4, batch=args.batch,
+                            size=args.size, frames=args.frames, save_every=args.save_every,
+                            max_seconds=args.max_seconds, until=args.until, seed=args.seed,
+                            precision=args.checkpoint_precision, checkpoint_only=args.checkpoint_only,
+                            settings=tuple(args.settings))
+    elif args.stage in ("vae", "vae-decoder"):
         decoder_only = args.stage == "vae-decoder"
         train_vae(data, out, device, args.steps, args.lr or (1e-4 if decoder_only else 3e-4), args.size,
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from wanray.training.checkpoint import Precision
 from wanray.training.config import OptimSettings, StrategySettings
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class DDPEngine(Engine):
     """
 
     def __init__(self, module: torch.nn.Module, optim: OptimSettings, total_steps: int, dtype: torch.dtype,
-                 device: torch.device, prepare: bool = True):
+                 device: torch.device, prepare: bool = True, precision: Precision = "exact"):
         self.raw = module
         self.module = module
         self.params = [p for p in module.parameters() if p.requires_grad]
@@ -131,9 +132,12 @@ class DDPEngine(Engine):
         self.master = self.params if dtype == torch.float32 else [
             torch.nn.Parameter(p.detach().float().clone()) for p in self.params
         ]
+        self.rank, self.precision = 0, precision  # precision: the checkpoint's (wanray.training.checkpoint)
         if prepare:  # inside a Ray Train worker: DDP over the workers (no wrapper for one worker)
+            import ray.train
             import ray.train.torch
 
+            self.rank = ray.train.get_context().get_world_rank()
             self.module = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": False})
         self.optimizer = build_optimizer(self.master, optim, fused=device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(optim, total_steps))
@@ -168,13 +172,11 @@ class DDPEngine(Engine):
                     p.copy_(m)
 
     def save(self, directory: Path) -> None:
-        import ray.train
-
         from wanray.training.checkpoint import save_checkpoint
 
-        if ray.train.get_context().get_world_rank() != 0:
+        if self.rank != 0:
             return
-        save_checkpoint(directory, dict(zip(self.names, self.master)), self.optimizer, self.scheduler)
+        save_checkpoint(directory, dict(zip(self.names, self.master)), self.optimizer, self.scheduler, self.precision)
 
     def load(self, directory: Path) -> None:
         from wanray.training.checkpoint import load_checkpoint

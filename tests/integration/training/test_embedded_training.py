@@ -115,3 +115,41 @@ def test_a_vae_stage_split_over_calls_ends_where_the_uninterrupted_run_does(tmp_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     shipped = _vae_weights(EMBEDDED_MODEL_DIR)
     assert any(not torch.equal(a[k], shipped[k].float()) for k in a if k.startswith("decoder."))
+
+
+def test_the_dit_stage_in_memory_split_over_calls_ends_where_the_uninterrupted_run_does(tmp_path):
+    """The DiT stage as the GPU host runs it (no files, no Ray), on CPU: rendered from a random seed, encoded once and
+    kept, a cosine over --steps; a run cut by --max-seconds and --until and resumed from its exact checkpoint ends on
+    the weights of one run of the same steps, and its model folder holds them."""
+    import random
+
+    from wanray.training.embedded_dit import dit_file_state
+    from wanray.training.checkpoint import load_checkpoint
+
+    data_seed = random.randrange(1000, 100_000)
+    common = ["--stage", "dit", "--entries", "3", "--data-seed", str(data_seed), "--size", "32", "--frames", "5",
+              "--batch", "2", "--steps", "4", "--lr", "1e-3", "--save-every", "100"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main([*common, "--out", str(whole), "--checkpoint-only"]) == 0
+    assert main([*common, "--out", str(split), "--checkpoint-only", "--max-seconds", "0"]) == 0  # out of time at once
+    assert _stage_step(split, "dit") == 0 and not list(split.glob("rows-*"))  # nothing rendered for no step
+    for until in (1, 3):  # two calls cut short, then the last one runs to --steps and writes the model
+        assert main([*common, "--out", str(split), "--checkpoint-only", "--until", str(until)]) == 0
+        assert _stage_step(split, "dit") == until
+    assert len(list(split.glob("rows-*.safetensors"))) == 1  # encoded once, then loaded by each later call
+    assert main([*common, "--out", str(split)]) == 0
+
+    a = load_file(str(whole / "dit_stage/checkpoint/trainable.safetensors"))
+    b = load_file(str(split / "dit_stage/checkpoint/trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state = TrainerState.load(split / "dit_stage/checkpoint")
+    assert state.step == 4 and state.samples_seen == 8 and (state.pass_index, state.rows_done) == (2, 2)
+    assert [h["step"] for h in state.history] == [1, 3, 4]  # each call's last step is logged
+    assert state.history[-1]["lr"] == 0  # the cosine's end, though the run came in three pieces
+
+    shipped = load_file(str(EMBEDDED_MODEL_DIR / "diffusion_pytorch_model-00001-of-00001.safetensors"))
+    written = load_file(str(split / "model/diffusion_pytorch_model-00001-of-00001.safetensors"))
+    trained = dit_file_state(load_checkpoint(split / "dit_stage/checkpoint"))
+    assert written.keys() == shipped.keys() == trained.keys()
+    assert all(torch.equal(written[k], trained[k]) for k in written)
+    assert any(not torch.equal(written[k], shipped[k].float()) for k in ("head.head.weight", "vace_blocks.0.after_proj.weight"))

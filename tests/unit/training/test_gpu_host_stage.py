@@ -108,6 +108,38 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
     assert "resumed at step 3" in again.stdout and "checkpoint at step 4" in again.stdout
 
 
+def test_a_dit_call_carries_the_vae_encoder_rebuilds_the_model_and_trains_the_dit(checkout: Path, bundle: Path,
+                                                                                  tmp_path: Path) -> None:
+    dit = {"STAGE": "dit"}
+    staged = script(checkout, "stage", str(bundle), "part-02", **dit)
+    assert staged.returncode == 0, staged.stderr
+    assert "checkpoint at step 0" in staged.stdout
+    shipped_vae = torch.load(REPO / VAE, map_location="cpu", weights_only=True)
+    encoder = load_file(str(checkout / ".frozen/vae_encoder.safetensors"))
+    assert encoder and all(k.startswith(("encoder.", "conv1.")) for k in encoder)  # the half that encoding runs
+    assert all(torch.equal(v, shipped_vae[k]) for k, v in encoder.items())  # shipped in bf16: the same values
+    step0 = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert {k.split(".")[0] for k in step0} == {"dit", "vace"}
+    # a VAE stage's step must not pick up the DiT's checkpoint
+    other = script(checkout, "stage", str(bundle), "part-02")
+    assert other.returncode == 1 and "another stage's checkpoint" in other.stderr
+
+    out = tmp_path / "out"
+    call = script(checkout, "call", "300", str(out), WORK=str(tmp_path / "work"), SITE=str(tmp_path / "site"), **dit)
+    assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
+    log = (out / "call.log").read_text()
+    assert "dit: step 3/3" in log and "checkpoint at step 3" in log and "2 entries (seed 11" in log
+    assert script(checkout, "collect", str(out), "test-dit-call", **dit).returncode == 0
+    trained = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert trained.keys() == step0.keys() and any(not torch.equal(trained[k], step0[k]) for k in step0)
+
+    shipped = script(checkout, "ship", **dit)
+    assert shipped.returncode == 0, shipped.stderr
+    assert git(checkout, "status", "--porcelain", "--", str(MODEL)).split() == ["M", str(DIT)]
+    written = load_file(str(checkout / DIT))
+    assert all(torch.equal(written[k.partition(".")[2]], v) for k, v in trained.items())
+
+
 def test_a_changed_model_file_is_never_overwritten(checkout: Path, bundle: Path) -> None:
     config = checkout / MODEL / "config.json"
     changed = config.read_text() + "\n"
