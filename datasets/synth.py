@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from wanray.datasets.character import Character, prompt_for, sample_character
-from wanray.datasets.pose import DANCE_NAMES, Placement, get_dance, render_pose_video, skeleton_at
+from wanray.datasets.pose import DANCE_NAMES, DANCES, Placement, get_dance, render_pose_video, skeleton_at
 from wanray.datasets.scenes import SCENES, SceneLayout, sample_layout
 
 log = logging.getLogger(__name__)
@@ -251,9 +251,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dance",
         action="append",
-        choices=DANCE_NAMES,
+        choices=tuple(DANCES),
         default=None,
-        help="only these dances (repeat the flag; default: all of " + ", ".join(DANCE_NAMES) + ")",
+        help="only these dances (repeat the flag; default: " + ", ".join(DANCE_NAMES) + ", the shipped model's; "
+        + ", ".join(d for d in DANCES if d not in DANCE_NAMES) + " is held out of them)",
     )
     p.add_argument(
         "--scene",
