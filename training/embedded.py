@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m wanray.training.embedded", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", required=True, choices=["vae", "dit", "vae-decoder"])
-    p.add_argument("--data", help="synthetic dataset folder (wanray datasets synth); the dit stage needs one")
+    p.add_argument("--data", help="synthetic dataset folder (wanray datasets synth)")
     p.add_argument("--entries", type=int, default=0,
                    help="instead of --data: render this many entries of the synthetic set in memory (no files, "
                         "codec or Ray: what a bare GPU host can do at once; the dit stage then runs in one process)")
@@ -405,8 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     data, out, device = Path(args.data) if args.data else None, Path(args.out), torch.device(args.device)
     if (data is None) == (args.entries == 0):
         p.error("give --data DIR (a synth folder) or --entries N (rendered in memory), not both")
+    ray_dit = args.stage == "dit" and not args.entries  # the Ray Train loop, which keeps its own checkpoints
     if (args.model or args.until is not None) and not (args.stage == "dit" and args.entries):
         p.error("--model and --until are for the dit stage with --entries")
+    if ray_dit and (args.checkpoint_precision != "exact" or args.checkpoint_only):
+        p.error("--checkpoint-precision and --checkpoint-only are for the vae stages, or the dit stage with --entries")
     out.mkdir(parents=True, exist_ok=True)
     if args.stage == "dit" and args.entries:
         from wanray.generation import EMBEDDED_MODEL_DIR

@@ -43,13 +43,13 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE (run 6 of training/README.md), fitted 2026-12-02 on a 2-core CPU (10 min): 4 synthetic
-    # photos x 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes
-    # 0.005..0.163. Degree 4 as DiffSynth's sets, R^2 0.79; positive over runs of 4-150 steps.
-    # Points and fit: bench/results/tea_cache_calibration_embedded.json.
+    # The bundled DiT + VACE (run 10 of training/README.md), fitted 2026-12-06 on a 2-core CPU: 4 synthetic photos x
+    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0035..0.150.
+    # Degree 4 as DiffSynth's sets, R^2 0.85; positive over runs of 4-150 steps (lowest 0.0017, at 150).
+    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Run 6's DiT: R^2 0.79.)
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(-1.02866915e03, 2.59109169e02, -1.65506293e01, 6.05702934e-01, 2.40667457e-03),
-        weights_sha256="7001d1deac020e79f4b07c9866454c25c4b3b48c36987ea1e44f27590ec45270",
+        coefficients=(-1.61867601e03, 3.89631815e02, -2.47118857e01, 7.27453186e-01, 5.54450372e-04),
+        weights_sha256="cecd9351d419bbe5f77c336fcfd97cb0578f194e7dc3dce590d9d360d2512d61",
         command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 "
                 "--frames 77 --json points.json, then python -m wanray.tea_cache fit points.json --degree 4",
     ),
