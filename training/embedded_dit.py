@@ -105,7 +105,7 @@ class RowSampler:
     def _order(self, pass_index: int) -> torch.Tensor:
         if pass_index not in self._orders:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + pass_index)
-            self._orders = {pass_index: torch.randperm(self.count, generator=generator)}  # [count]
+            self._orders = {pass_index: torch.randperm(self.count, generator=generator)}  # [count]; this pass's only
         return self._orders[pass_index]
 
     def indices_at(self, step: int) -> list[int]:
