@@ -11,7 +11,7 @@
 #   bash scripts/gpu-host-train-embedded.sh call 530 "$OUT"                 # device call (carry .ckpt, .bundle, .frozen)
 #   bash scripts/gpu-host-train-embedded.sh collect [DIR] LABEL             # here: the call's files -> .ckpt, log -> bench
 #   ... stage / call / collect again, as one batch of tool calls ...
-#   bash scripts/gpu-host-train-embedded.sh ship                            # here: the checkpoint's VAE -> the package
+#   bash scripts/gpu-host-train-embedded.sh ship                            # here: the checkpoint's DiT or VAE -> the package
 #   bash scripts/gpu-host-train-embedded.sh stage none                      # here: restore the checkout
 #
 # What trains: STAGE

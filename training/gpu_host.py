@@ -22,7 +22,8 @@ ENCODER_PREFIXES = ("encoder.", "conv1.")  # the VAE's encoder and its latent pr
 
 
 def carry_encoder(model_dir: Path, path: Path) -> Path:
-    """The VAE's encoder half of ``model_dir`` as one bf16 safetensors file."""
+    """The VAE's encoder half of ``model_dir`` as one bf16 safetensors file (the shipped VAE is bf16 already, so its
+    latents stay exactly the model's)."""
     from safetensors.torch import save_file
 
     from wanray.loading import read_pth
