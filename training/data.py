@@ -144,6 +144,12 @@ class RowEncoder:
         return encode_sample(self.pipe, row_to_sample(row, self.extra_inputs))
 
 
+def pass_permutation(count: int, seed: int, pass_index: int) -> torch.Tensor:
+    """The rows of one pass [count], in an order that depends only on (seed, pass), so a resumed run replays it."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + pass_index)
+    return torch.randperm(count, generator=generator)
+
+
 class ResidentRows:
     """A worker's latent-cache rows, decoded once and kept on its device (``data.in_memory``): each pass is a
     seeded permutation of row indices, each micro-batch an index into the stacked tensors. No Ray Data pass
@@ -161,9 +167,7 @@ class ResidentRows:
         self.nbytes = sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def pass_order(self, pass_index: int) -> list[int]:
-        """The rows of one pass, in an order that depends only on (seed, pass), so a resumed run replays it."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + pass_index)
-        return torch.randperm(self.count, generator=generator).tolist()
+        return pass_permutation(self.count, self.seed, pass_index).tolist()
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.tensor(indices, device=next(iter(self.tensors.values())).device)

@@ -103,9 +103,10 @@ class RowSampler:
         self._orders: dict[int, torch.Tensor] = {}
 
     def _order(self, pass_index: int) -> torch.Tensor:
-        if pass_index not in self._orders:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + pass_index)
-            self._orders = {pass_index: torch.randperm(self.count, generator=generator)}  # [count]; this pass's only
+        from wanray.training.data import pass_permutation
+
+        if pass_index not in self._orders:  # this pass's only
+            self._orders = {pass_index: pass_permutation(self.count, self.seed, pass_index)}  # [count]
         return self._orders[pass_index]
 
     def indices_at(self, step: int) -> list[int]:
@@ -222,19 +223,14 @@ def dit_file_state(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def write_trained_model(model_dir: Path, ckpt_dir: Path, out: Path, dtype: torch.dtype = torch.float32) -> Path:
-    """``model_dir`` with the checkpoint's DiT, as a new model folder ``out`` (the other files copied; loading it
-    checks every tensor's name and shape)."""
-    import shutil
-
-    from wanray.model_writer import write_dit_shards
+    """``model_dir`` with the checkpoint's DiT, as a new model folder ``out``, written as the Ray Train loop exports a
+    full fine-tune (``export.export_full_model``: the other files linked or copied)."""
+    from wanray.specs import spec_for_dir
     from wanray.training.checkpoint import load_checkpoint
+    from wanray.training.export import export_full_model
 
     state = dit_file_state(load_checkpoint(ckpt_dir))
-    partial = out.with_name(f"{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns("diffusion_pytorch_model*"))
-    write_dit_shards(partial, state, dtype=dtype)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    export_full_model(out, source_dir=Path(model_dir), spec=spec_for_dir(model_dir), trained=state, expert=None,
+                      dtype=dtype, shards=1)
     print(f"dit: wrote {out}", flush=True)
     return out

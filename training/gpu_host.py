@@ -45,13 +45,10 @@ def assemble(model_dir: Path, encoder: Path, ckpt_dir: Path, out: Path) -> Path:
     from wanray.components import build_vae
     from wanray.model_writer import VAE_FILE, write_dit_shards, write_vae
     from wanray.specs import spec_for_dir
-    from wanray.training.checkpoint import load_checkpoint
+    from wanray.training.checkpoint import load_checkpoint, replace_atomically
     from wanray.training.embedded_dit import dit_file_state
 
     spec = spec_for_dir(model_dir)
-    partial = out.with_name(f"{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns("diffusion_pytorch_model*", VAE_FILE))
     vae = build_vae(spec.vae)
     state = {k: torch.zeros_like(v) for k, v in vae.model.state_dict().items()}
     carried = load_file(str(encoder))
@@ -60,10 +57,14 @@ def assemble(model_dir: Path, encoder: Path, ckpt_dir: Path, out: Path) -> Path:
         raise ValueError(f"{encoder} does not hold this spec's VAE encoder: {len(expected ^ set(carried))} names differ")
     state.update(carried)
     vae.model.load_state_dict(state)
-    write_vae(partial, vae, torch.bfloat16)
-    write_dit_shards(partial, dit_file_state(load_checkpoint(ckpt_dir)), dtype=torch.float32)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+
+    def write(folder: Path) -> None:
+        shutil.copytree(model_dir, folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("diffusion_pytorch_model*", VAE_FILE))
+        write_vae(folder, vae, torch.bfloat16)
+        write_dit_shards(folder, dit_file_state(load_checkpoint(ckpt_dir)), dtype=torch.float32)
+
+    replace_atomically(out, write)
     return out
 
 
