@@ -15,6 +15,8 @@
 #   bash scripts/gpu-host-train-embedded.sh stage none                      # here: restore the checkout
 #
 # What trains: STAGE
+# - vae: the whole VAE (encoder too) on 77-frame clips, continuing the shipped one. The latents change, so the DiT
+#   must then train on them (STAGE=dit after shipping the VAE). The checkpoint holds the whole VAE.
 # - vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents, stays as it is, so
 #   the result ships without retraining the DiT. The checkpoint holds the whole VAE.
 # - dit: the DiT and its VACE branch on rendered entries encoded by the shipped encoders, in one process (no Ray:
@@ -23,17 +25,18 @@
 # The first stage step makes a step-0 checkpoint of the shipped model. The stage step leaves the model's two large
 # files out of the checkout, so checkout + bundle part + checkpoint fit one call; it refuses what does not.
 # Settings (environment; keep them the same for every call of a run): STAGE (vae-decoder), STEPS (the cosine's
-# length: 3000 for the VAE, 6000 for the DiT), ENTRIES (600; DiT 1000 rendered entries), DATA_SEED (11: not the seeds
-# of the shipped runs' sets, 0, nor of the evaluations, 7 and 1234), BATCH (16 clips; DiT 32 samples), CROP (64),
-# CLIP_FRAMES (77), LR (1e-4; DiT 2e-4), SAVE_EVERY (100 steps; DiT 500), RESERVE (45 s kept for the last save and
-# the pack).
+# length: 3000 for the VAE's decoder, 2000 for the whole VAE, 6000 for the DiT), ENTRIES (600; DiT 1000 rendered
+# entries), DATA_SEED (11: not the seeds of the shipped runs' sets, 0, nor of the evaluations, 7 and 1234), BATCH (16
+# clips; DiT 32 samples), CROP (64), CLIP_FRAMES (77), LR (1e-4; whole VAE and DiT 2e-4), SAVE_EVERY (100 steps; DiT
+# 500), RESERVE (45 s kept for the last save and the pack).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 11 --out OUT --device cpu ...
 #   python -m wanray.training.embedded --stage dit --entries 1000 --data-seed 11 --frames 77 --out OUT --device cpu ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STAGE=${STAGE:-vae-decoder}; [[ $STAGE == dit || $STAGE == vae-decoder ]] || { echo "STAGE: dit or vae-decoder" >&2; exit 2; }
-if [[ $STAGE == dit ]]; then d=(6000 1000 32 2e-4 500); else d=(3000 600 16 1e-4 100); fi
+STAGE=${STAGE:-vae-decoder}
+[[ $STAGE =~ ^(dit|vae|vae-decoder)$ ]] || { echo "STAGE: dit, vae or vae-decoder" >&2; exit 2; }
+case $STAGE in dit) d=(6000 1000 32 2e-4 500) ;; vae) d=(2000 600 16 2e-4 100) ;; *) d=(3000 600 16 1e-4 100) ;; esac
 STEPS=${STEPS:-${d[0]}}; ENTRIES=${ENTRIES:-${d[1]}}; BATCH=${BATCH:-${d[2]}}; LR=${LR:-${d[3]}}
 SAVE_EVERY=${SAVE_EVERY:-${d[4]}}; DATA_SEED=${DATA_SEED:-11}; CROP=${CROP:-64}; CLIP_FRAMES=${CLIP_FRAMES:-77}
 RESERVE=${RESERVE:-45}

@@ -178,7 +178,7 @@ def train_dit_in_memory(*, out: Path, device: torch.device, model_dir: Path, ent
             pipe = model.generator.pipe
             with model.whole_pipeline():  # the encoders back on the device while encoding
                 encoded = encoded_rows(pipe, seed=data_seed, entries=entries, size=size, frames=frames,
-                                       batch=16 if cuda else 4, keep=out)
+                                       batch=64 if cuda else 4, keep=out)
             rows = {k: v.to(device, model.dtype) for k, v in encoded.items()}  # each [N, ...]
             sampler = RowSampler(entries, batch=batch, seed=seed)
             nbytes = sum(t.numel() * t.element_size() for t in rows.values())

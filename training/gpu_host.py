@@ -6,7 +6,7 @@ bf16; the decoder is never run while training the DiT) and the host rebuilds a m
 
     python -m wanray.training.gpu_host carry-encoder wanray/embedded_model .frozen/vae_encoder.safetensors
     python -m wanray.training.gpu_host assemble wanray/embedded_model .frozen/vae_encoder.safetensors CKPT OUT
-    python -m wanray.training.gpu_host ship dit|vae-decoder .ckpt wanray/embedded_model
+    python -m wanray.training.gpu_host ship dit|vae|vae-decoder .ckpt wanray/embedded_model
 """
 
 from __future__ import annotations

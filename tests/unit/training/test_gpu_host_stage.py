@@ -108,6 +108,29 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
     assert "resumed at step 3" in again.stdout and "checkpoint at step 4" in again.stdout
 
 
+def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Path, bundle: Path,
+                                                                  tmp_path: Path) -> None:
+    vae = {"STAGE": "vae"}
+    assert script(checkout, "stage", str(bundle), "part-02", **vae).returncode == 0
+    step0 = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    out = tmp_path / "out"
+    call = script(checkout, "call", "300", str(out), WORK=str(tmp_path / "work"), SITE=str(tmp_path / "site"), **vae)
+    assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
+    assert "vae: step 3/3" in (out / "call.log").read_text() and "checkpoint at step 3" in call.stdout
+    assert script(checkout, "collect", str(out), "test-vae-call", **vae).returncode == 0
+    trained = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert trained.keys() == step0.keys()
+    for part in ("encoder.", "decoder."):  # the whole VAE trains: the shipped DiT's latents change with it
+        assert any(not torch.equal(trained[k], step0[k]) for k in step0 if k.startswith(part)), part
+
+    assert script(checkout, "stage", "none").returncode == 0
+    shipped = script(checkout, "ship", **vae)
+    assert shipped.returncode == 0, shipped.stderr
+    assert git(checkout, "status", "--porcelain", "--", str(MODEL)).split() == ["M", str(VAE)]
+    written = torch.load(checkout / VAE, map_location="cpu", weights_only=True)
+    assert written.keys() == trained.keys() and all(torch.equal(written[k], v) for k, v in trained.items())
+
+
 def test_a_dit_call_carries_the_vae_encoder_rebuilds_the_model_and_trains_the_dit(checkout: Path, bundle: Path,
                                                                                   tmp_path: Path) -> None:
     dit = {"STAGE": "dit"}
