@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import random
 import shutil
@@ -143,7 +142,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
               save_every: int, seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
               checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False,
-              entries: int = 0, data_seed: int = 0, precision: str = "exact") -> Path | None:
+              entries: int = 0, data_seed: int = 0, precision: str = "exact", warmup: int = 0) -> Path | None:
     """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
     decoder of ``<out>``'s trained VAE (or of ``vae_from``).
 
@@ -156,7 +155,9 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
     latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
     ``cosine``: the learning rate decays from ``lr`` to 0 over ``steps`` (a function of the step, so a resumed run
-    continues the same curve); otherwise it stays at ``lr``. ``precision``: the checkpoint's
+    continues the same curve); otherwise it stays at ``lr``. ``warmup``: steps of linear warm-up first (the Ray
+    Train loop's schedule, ``engine.lr_lambda``): a fresh Adam at the full rate moves every weight of a trained VAE
+    by about the rate at once (run 11's first steps undid part of run 9's training). ``precision``: the checkpoint's
     (``wanray.training.checkpoint``): ``portable`` to carry it between machines, ``exact`` to resume bit for bit.
     A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE, so a run resumes from it alone.
     """
@@ -168,6 +169,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     from wanray.loading import load_model_dir
     from wanray.specs import VAEArch, spec_for_dir
     from wanray.training.checkpoint import load_checkpoint, replace_atomically, save_checkpoint
+    from wanray.training.config import OptimSettings
+    from wanray.training.engine import lr_lambda
     from wanray.training.state import TrainerState
 
     torch.manual_seed(seed)
@@ -201,6 +204,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     speed_up_cpu_conv3d(model)
     scale = [s.to(device) for s in vae.scale]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    schedule = lr_lambda(OptimSettings(lr=lr, warmup_steps=warmup, schedule="cosine" if cosine else "constant"), steps)
     state = TrainerState()
     if resuming:  # the whole VAE (frozen parts too) and the optimizer: a run resumes from this folder alone
         weights = load_checkpoint(ckpt_dir, optimizer)
@@ -233,7 +237,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
             window, started = [], time.perf_counter()
         x = clips.batch_at(state.step).to(device, non_blocking=True)
         for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * state.step / steps)) if cosine else lr
+            group["lr"] = lr * schedule(state.step)  # a function of the step: a resumed run continues the curve
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # fp32 weights, bf16 convs on a GPU
             with torch.set_grad_enabled(not decoder_only):
                 z = model.encode(x, scale)  # [B, 16, 1 + (T-1)/4, H/8, W/8]
@@ -384,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                         "a new one (vae) or of OUT's model (vae-decoder)")
     p.add_argument("--cosine", action="store_true",
                    help="vae stages: decay the learning rate to 0 over --steps (cosine) instead of keeping it")
+    p.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                   help="vae stages: linear warm-up over STEPS first (continuing a trained VAE: a fresh Adam at the "
+                        "full rate undoes part of its training)")
     p.add_argument("--focus", type=float, default=0.75,
                    help="vae stages: share of crops centred on a moving pixel (the dancer) rather than anywhere")
     p.add_argument("--checkpoint-only", action="store_true",
@@ -427,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
                   args.checkpoint_only, args.vae_from, args.cosine, args.entries, args.data_seed,
-                  args.checkpoint_precision)
+                  args.checkpoint_precision, args.warmup)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

@@ -92,6 +92,14 @@ def test_vae_stage_continues_a_given_vae_on_a_cosine_rate(tiny_dance_set, tmp_pa
     drift = max(float((trained[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point())
     assert 0 < drift < 4e-3
 
+    # --warmup: the rate climbs linearly to its peak first, then the cosine (the Ray Train loop's schedule)
+    warm = tmp_path / "warm"
+    assert main([*common, "--out", str(warm), "--steps", "3", "--warmup", "3", "--lr", "1e-3", "--cosine",
+                 "--save-every", "3", "--vae-from", str(first / "model_vae")]) == 0
+    optimizer = torch.load(warm / "vae_stage" / "checkpoint" / "optimizer.pt", weights_only=True)
+    assert abs(optimizer["param_groups"][0]["lr"] - 1e-3) < 1e-12  # step 3 of 3 warm-up steps: the peak, where the
+    # cosine alone would be at a quarter of it
+
 
 
 def test_a_vae_stage_split_over_calls_ends_where_the_uninterrupted_run_does(tmp_path):
