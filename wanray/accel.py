@@ -308,8 +308,9 @@ def memoize_zero_clip_encodes(vae: torch.nn.Module) -> None:
 
     def encode(videos, device, tiled=False, tile_size=(34, 34), tile_stride=(18, 16)):
         if all(not v.any() for v in videos):  # one pass over the pixels, against a whole encode
-            key = (tuple(tuple(v.shape) for v in videos), videos[0].dtype, str(device), tiled, tuple(tile_size),
-                   tuple(tile_stride))
+            # tile sizes only matter when tiled: the pipeline passes its own even to a whole-clip encode
+            tiles = (tuple(tile_size), tuple(tile_stride)) if tiled else None
+            key = (tuple(tuple(v.shape) for v in videos), videos[0].dtype, str(device), tiles)
             if key not in memo:
                 memo[key] = original(videos, device, tiled=tiled, tile_size=tile_size, tile_stride=tile_stride)
             return memo[key].clone()
