@@ -43,13 +43,13 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE (run 11 of training/README.md), fitted 2026-12-06 on a 2-core CPU: 4 synthetic photos x
-    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0035..0.151.
-    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.0011, at 150).
-    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Run 10's DiT: R^2 0.85; run 6's: 0.79.)
+    # The bundled DiT + VACE (run 12 of training/README.md), fitted 2026-12-06 on a 2-core CPU: 4 synthetic photos x
+    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0033..0.153.
+    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.00086, at 150).
+    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Run 11's DiT: R^2 0.86; run 6's: 0.79.)
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(-1.71451625e03, 4.29675753e02, -2.93990317e01, 8.20444882e-01, -1.81820069e-04),
-        weights_sha256="c72103a469b26736bde8bcc6f8245c0851e84a3ef5e9e507151f8b0e783b5ca7",
+        coefficients=(-1.60680717e03, 4.05632341e02, -2.78487783e01, 7.66229617e-01, -2.25647673e-04),
+        weights_sha256="3cd28b6f4d1fd7289e13973284f2b79bb471ebbced2ac93617f9bc509d5ef0c8",
         command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 "
                 "--frames 77 --json points.json, then python -m wanray.tea_cache fit points.json --degree 4",
     ),
