@@ -5,8 +5,10 @@ Each is a switch with a CPU-safe path; an explicit request that cannot run raise
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -260,8 +262,9 @@ def clear_loras(pipe) -> None:
 
 
 def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Conv3d as a sum over temporal taps of batched conv2d: same arithmetic, and on CPU ~3x faster than
-    torch's conv3d, which falls back to its slow im2col kernel there. Other devices use conv3d as is."""
+    """Conv3d as a sum over temporal taps of batched conv2d: same arithmetic. On some CPUs ~3x faster than torch's
+    conv3d, which falls back to its slow im2col kernel there; on others (AVX-512 Xeons, 2026-12-06) ~10% slower,
+    so ``speed_up_cpu_conv3d`` times both once. Other devices use conv3d as is."""
     if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1, 1) or self.padding_mode != "zeros":
         return torch.nn.functional.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
     pt, ph, pw = self.padding
@@ -282,10 +285,37 @@ def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out.reshape(b, t_out, *out.shape[1:]).transpose(1, 2)  # [B, O, T_out, H', W']
 
 
+@functools.cache
+def conv2d_beats_conv3d_on_this_cpu() -> bool:
+    """Time a causal-VAE-sized convolution both ways, once per process (~0.1 s): which is faster depends on the CPU.
+    The demo clip on a 2-core AVX-512 Xeon took 28.4-28.7 s with torch's conv3d against 29.0-31.0 s without it."""
+    conv = torch.nn.Conv3d(32, 32, 3)
+    # [B, C, T, H, W]: a full-resolution block of the dim-32 VAE at 128x128 (4 frames + causal padding), where most
+    # of its time goes; at 64x64 the answer can be the other way round
+    x = torch.randn(1, 32, 6, 130, 130)
+
+    def best_of(fn) -> float:
+        times = []
+        for _ in range(4):  # the first run warms up the kernel: the minimum of the rest
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times[1:])
+
+    with torch.no_grad():
+        as_3d = best_of(lambda: conv(x))
+        as_2d = best_of(lambda: _conv3d_as_conv2d(conv, x, conv.weight, conv.bias))
+    log.info("CPU VAE convolutions: %s (conv3d %.1f ms, batched conv2d %.1f ms)",
+                "batched conv2d" if as_2d < as_3d else "torch's conv3d", as_3d * 1e3, as_2d * 1e3)
+    return as_2d < as_3d
+
+
 def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
-    """Route every Conv3d of ``module`` through ``_conv3d_as_conv2d`` (a no-op off the CPU)."""
+    """Route every Conv3d of ``module`` through ``_conv3d_as_conv2d`` where that is the faster on this CPU."""
     import types
 
+    if not conv2d_beats_conv3d_on_this_cpu():
+        return 0
     changed = 0
     for m in module.modules():
         if isinstance(m, torch.nn.Conv3d):
