@@ -285,6 +285,9 @@ def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out.reshape(b, t_out, *out.shape[1:]).transpose(1, 2)  # [B, O, T_out, H', W']
 
 
+CONV2D_MARGIN = 1.3  # where it helped it was ~3x; where it hurt, 0.8x
+
+
 @functools.cache
 def conv2d_beats_conv3d_on_this_cpu() -> bool:
     """Time a causal-VAE-sized convolution both ways, once per process (~0.1 s): which is faster depends on the CPU.
@@ -305,9 +308,11 @@ def conv2d_beats_conv3d_on_this_cpu() -> bool:
     with torch.no_grad():
         as_3d = best_of(lambda: conv(x))
         as_2d = best_of(lambda: _conv3d_as_conv2d(conv, x, conv.weight, conv.bias))
+    # torch's own kernel unless ours clearly wins: a busy box can make a close call either way
+    wins = as_2d * CONV2D_MARGIN < as_3d
     log.info("CPU VAE convolutions: %s (conv3d %.1f ms, batched conv2d %.1f ms)",
-                "batched conv2d" if as_2d < as_3d else "torch's conv3d", as_3d * 1e3, as_2d * 1e3)
-    return as_2d < as_3d
+             "batched conv2d" if wins else "torch's conv3d", as_3d * 1e3, as_2d * 1e3)
+    return wins
 
 
 def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
