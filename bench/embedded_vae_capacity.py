@@ -1,0 +1,78 @@
+"""Is the embedded VAE's round trip capped by its size or by its training? PSNR before and after overfitting.
+
+    python bench/embedded_vae_capacity.py --model wanray/embedded_model --json OUT/before.json
+    python -m wanray.training.embedded --stage vae --entries 8 --data-seed 11 --vae-from wanray/embedded_model \\
+        --out /tmp/overfit --device cuda --batch 8 --crop 0 --clip-frames 13 --lr 2e-4 --cosine --warmup 20 \\
+        --steps 700 --max-seconds 330
+    python bench/embedded_vae_capacity.py --model /tmp/overfit/model_vae --json OUT/after.json
+
+A VAE trained on only ``--clips`` clips, many times over, shows how well its width and latent (16 channels at 8x8
+spatial, 4x temporal compression) *can* code such clips. If even those stay far under issue 21's 30 dB, the
+architecture is the limit and more steps of the same training cannot reach it; if they reach it while unseen clips
+do not, the limit is the training (data, steps, loss). Measured on the first ``--clips`` entries of the training
+seed (the clips overfitted) and of seed 1234 (unseen: the targets benchmark's entries), 128x128, 77 frames, each
+encoded and decoded whole, untiled, as generation does; PSNR per frame of the uint8 round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gpu_common import table  # noqa: E402
+
+from wanray.generation import EMBEDDED_MODEL_DIR  # noqa: E402
+from wanray.loading import load_model_dir  # noqa: E402
+from wanray.metrics import psnr_per_frame  # noqa: E402
+from wanray.specs import spec_for_dir  # noqa: E402
+from wanray.training.embedded import _render  # noqa: E402
+
+UNSEEN_SEED = 1234  # bench/embedded_targets.py's entries
+SIZE, FRAMES = 128, 77  # the demo's clip, as the targets measure it
+
+
+def round_trip(vae, video: np.ndarray, device: torch.device) -> np.ndarray:
+    """``video`` [T, H, W, 3] uint8 (T = 4n+1) encoded and decoded whole: uint8 [T, H, W, 3]."""
+    x = torch.from_numpy(video).float().div(127.5).sub(1).permute(3, 0, 1, 2).to(device)  # [3, T, H, W]
+    with torch.no_grad():
+        z = vae.encode([x], device=device)  # [1, 16, 1 + (T-1)/4, H/8, W/8]
+        y = vae.decode(z, device=device)[0].clamp(-1, 1).float()  # [3, T, H, W]
+    return ((y + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=EMBEDDED_MODEL_DIR, help="model folder (default: the shipped one)")
+    p.add_argument("--clips", type=int, default=8, help="entries per set (default 8)")
+    p.add_argument("--train-seed", type=int, default=11, help="the seed of the overfitted clips (default 11)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    vae = load_model_dir(args.model, spec_for_dir(args.model)).vae.to(device).float().eval()
+    rows = []
+    for name, seed in (("overfitted", args.train_seed), ("unseen", UNSEEN_SEED)):
+        for i in range(args.clips):
+            video = _render(seed, i, SIZE, FRAMES)  # [T, 128, 128, 3] uint8
+            psnr = psnr_per_frame(round_trip(vae, video, device), video)  # [T]
+            rows.append({"set": name, "entry": f"s{seed}-{i:05d}", "mean dB": round(float(psnr.mean()), 2),
+                         "min dB": round(float(psnr.min()), 2), "frame 0 dB": round(float(psnr[0]), 2),
+                         "frames 1-12 dB": round(float(psnr[1:13].mean()), 2)})
+    summary = [{"set": name, **{k: round(float(np.mean([r[k] for r in rows if r["set"] == name])), 2)
+                                for k in ("mean dB", "min dB", "frame 0 dB", "frames 1-12 dB")}}
+               for name in ("overfitted", "unseen")]
+    print(f"model {args.model}, {SIZE}x{SIZE}x{FRAMES}, device {device}")
+    print(table(rows, list(rows[0])))
+    print(table(summary, list(summary[0])))
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "rows": rows, "summary": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
