@@ -264,7 +264,7 @@ def clear_loras(pipe) -> None:
 def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Conv3d as a sum over temporal taps of batched conv2d: same arithmetic. On some CPUs ~3x faster than torch's
     conv3d, which falls back to its slow im2col kernel there; on others (AVX-512 Xeons, 2026-12-06) 20-30% slower,
-    so ``speed_up_cpu_conv3d`` times both once. Other devices use conv3d as is."""
+    so ``_fastest_conv3d`` times both once. Other devices use conv3d as is."""
     if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1, 1) or self.padding_mode != "zeros":
         return torch.nn.functional.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
     pt, ph, pw = self.padding
@@ -315,16 +315,23 @@ def conv2d_beats_conv3d_on_this_cpu() -> bool:
     return wins
 
 
+def _fastest_conv3d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The Conv3d forward ``speed_up_cpu_conv3d`` installs: the batched conv2d form on a CPU where it is clearly the
+    faster, torch's conv3d elsewhere. The timing runs at the first CPU call, so a model that runs on a GPU never
+    pays for it."""
+    if x.device.type == "cpu" and conv2d_beats_conv3d_on_this_cpu():
+        return _conv3d_as_conv2d(self, x, weight, bias)
+    return torch.nn.functional.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
-    """Route every Conv3d of ``module`` through ``_conv3d_as_conv2d`` where that is the faster on this CPU."""
+    """Route every Conv3d of ``module`` through ``_fastest_conv3d`` (torch's conv3d off the CPU)."""
     import types
 
-    if not conv2d_beats_conv3d_on_this_cpu():
-        return 0
     changed = 0
     for m in module.modules():
         if isinstance(m, torch.nn.Conv3d):
-            m._conv_forward = types.MethodType(_conv3d_as_conv2d, m)
+            m._conv_forward = types.MethodType(_fastest_conv3d, m)
             changed += 1
     return changed
 
