@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from embedded_vae_drift import reconstruct  # noqa: E402
 from gpu_common import table  # noqa: E402
 
 from wanray.generation import EMBEDDED_MODEL_DIR  # noqa: E402
@@ -39,11 +40,8 @@ SIZE, FRAMES = 128, 77  # the demo's clip, as the targets measure it
 
 def round_trip(vae, video: np.ndarray, device: torch.device) -> np.ndarray:
     """``video`` [T, H, W, 3] uint8 (T = 4n+1) encoded and decoded whole: uint8 [T, H, W, 3]."""
-    x = torch.from_numpy(video).float().div(127.5).sub(1).permute(3, 0, 1, 2).to(device)  # [3, T, H, W]
-    with torch.no_grad():
-        z = vae.encode([x], device=device)  # [1, 16, 1 + (T-1)/4, H/8, W/8]
-        y = vae.decode(z, device=device)[0].clamp(-1, 1).float()  # [3, T, H, W]
-    return ((y + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+    _, recon = reconstruct(vae, video, device)  # [3, T, H, W] in [-1, 1]
+    return ((recon + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
 
 
 def main() -> None:

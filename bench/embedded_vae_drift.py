@@ -30,12 +30,19 @@ from wanray.training.embedded import _decode  # noqa: E402
 WINDOW = 8
 
 
-def window_l1(vae, video: np.ndarray, device: torch.device) -> list[float]:
-    """Mean |decode(encode(x)) - x| per WINDOW frames; ``video`` [T, H, W, 3] uint8, T = 4n+1."""
+def reconstruct(vae, video: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``video`` [T, H, W, 3] uint8 (T = 4n+1) encoded and decoded whole, untiled, as generation does: the clip and
+    its reconstruction, each [3, T, H, W] in [-1, 1]."""
     x = torch.from_numpy(video).float().div(127.5).sub(1).permute(3, 0, 1, 2).to(device)  # [3, T, H, W]
     with torch.no_grad():
         z = vae.encode([x], device=device)  # [1, 16, 1 + (T-1)/4, H/8, W/8]
         recon = vae.decode(z, device=device)[0].clamp(-1, 1).float()  # [3, T, H, W]
+    return x, recon
+
+
+def window_l1(vae, video: np.ndarray, device: torch.device) -> list[float]:
+    """Mean |decode(encode(x)) - x| per WINDOW frames; ``video`` [T, H, W, 3] uint8, T = 4n+1."""
+    x, recon = reconstruct(vae, video, device)
     err = (recon - x).abs().mean(dim=(0, 2, 3)).cpu().numpy()  # [T]
     return [float(err[i : i + WINDOW].mean()) for i in range(0, len(err), WINDOW)]
 
