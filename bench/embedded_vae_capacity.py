@@ -5,6 +5,7 @@
         --out /tmp/overfit --device cuda --batch 8 --crop 0 --clip-frames 13 --lr 2e-4 --cosine --warmup 20 \\
         --steps 700 --max-seconds 330
     python bench/embedded_vae_capacity.py --model /tmp/overfit/model_vae --json OUT/after.json
+    python bench/embedded_vae_capacity.py --checkpoint /tmp/overfit/vae_stage/checkpoint   # a GPU host's checkpoint
 
 A VAE trained on only ``--clips`` clips, many times over, shows how well its width and latent (16 channels at 8x8
 spatial, 4x temporal compression) *can* code such clips. If even those stay far under issue 21's 30 dB, the
@@ -12,6 +13,8 @@ architecture is the limit and more steps of the same training cannot reach it; i
 do not, the limit is the training (data, steps, loss). Measured on the first ``--clips`` entries of the training
 seed (the clips overfitted) and of seed 1234 (unseen: the targets benchmark's entries), 128x128, 77 frames, each
 encoded and decoded whole, untiled, as generation does; PSNR per frame of the uint8 round trip.
+``--checkpoint``: the VAE of a VAE stage's checkpoint instead (``--model`` then gives only the spec), for a GPU host
+whose checkout holds no model weights (``scripts/gpu-host-vae-capacity.sh``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from embedded_vae_drift import reconstruct  # noqa: E402
 from gpu_common import table  # noqa: E402
 
+from wanray.components import build_vae  # noqa: E402
 from wanray.generation import EMBEDDED_MODEL_DIR  # noqa: E402
 from wanray.loading import load_model_dir  # noqa: E402
 from wanray.metrics import psnr_per_frame  # noqa: E402
 from wanray.specs import spec_for_dir  # noqa: E402
+from wanray.training.checkpoint import load_checkpoint  # noqa: E402
 from wanray.training.embedded import _render  # noqa: E402
 
 UNSEEN_SEED = 1234  # bench/embedded_targets.py's entries
@@ -47,13 +52,20 @@ def round_trip(vae, video: np.ndarray, device: torch.device) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=EMBEDDED_MODEL_DIR, help="model folder (default: the shipped one)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="a VAE stage's checkpoint folder: its VAE, built from --model's spec")
     p.add_argument("--clips", type=int, default=8, help="entries per set (default 8)")
     p.add_argument("--train-seed", type=int, default=11, help="the seed of the overfitted clips (default 11)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = p.parse_args()
     device = torch.device(args.device)
-    vae = load_model_dir(args.model, spec_for_dir(args.model)).vae.to(device).float().eval()
+    if args.checkpoint:
+        vae = build_vae(spec_for_dir(args.model).vae)
+        vae.model.load_state_dict(load_checkpoint(args.checkpoint))
+    else:
+        vae = load_model_dir(args.model, spec_for_dir(args.model)).vae
+    vae = vae.to(device).float().eval()
     rows = []
     for name, seed in (("overfitted", args.train_seed), ("unseen", UNSEEN_SEED)):
         for i in range(args.clips):
@@ -65,11 +77,11 @@ def main() -> None:
     summary = [{"set": name, **{k: round(float(np.mean([r[k] for r in rows if r["set"] == name])), 2)
                                 for k in ("mean dB", "min dB", "frame 0 dB", "frames 1-12 dB")}}
                for name in ("overfitted", "unseen")]
-    print(f"model {args.model}, {SIZE}x{SIZE}x{FRAMES}, device {device}")
+    print(f"model {args.checkpoint or args.model}, {SIZE}x{SIZE}x{FRAMES}, device {device}")
     print(table(rows, list(rows[0])))
     print(table(summary, list(summary[0])))
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "rows": rows, "summary": summary}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"model": str(args.checkpoint or args.model), "rows": rows, "summary": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
               save_every: int, seed: int, batch: int = 8, crop: int = 32, max_seconds: float | None = None,
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
               checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False,
-              entries: int = 0, data_seed: int = 0, precision: str = "exact", warmup: int = 0) -> Path | None:
+              entries: int = 0, data_seed: int = 0, precision: str = "exact", warmup: int = 0,
+              loss_kind: str = "l1") -> Path | None:
     """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
     decoder of ``<out>``'s trained VAE (or of ``vae_from``).
 
@@ -159,6 +160,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     Train loop's schedule, ``engine.lr_lambda``): a fresh Adam at the full rate moves every weight of a trained VAE
     by about the rate at once (run 11's first steps undid part of run 9's training). ``precision``: the checkpoint's
     (``wanray.training.checkpoint``): ``portable`` to carry it between machines, ``exact`` to resume bit for bit.
+    ``loss_kind``: ``l1`` (the mean absolute error) or ``mse`` (the mean squared error, what PSNR measures: it weighs
+    the few large errors on thin limbs and faces more than l1, which settles for their median).
     A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE, so a run resumes from it alone.
     """
     from dataclasses import replace
@@ -173,6 +176,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     from wanray.training.engine import lr_lambda
     from wanray.training.state import TrainerState
 
+    if loss_kind not in ("l1", "mse"):
+        raise ValueError(f"loss_kind {loss_kind!r}: use 'l1' or 'mse'")
     torch.manual_seed(seed)
     stage = "vae_decoder" if decoder_only else "vae"
     ckpt_dir = out / f"{stage}_stage" / "checkpoint"
@@ -242,7 +247,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
             with torch.set_grad_enabled(not decoder_only):
                 z = model.encode(x, scale)  # [B, 16, 1 + (T-1)/4, H/8, W/8]
             recon = model.decode(z, scale).clamp(-1, 1)
-        loss = (recon.float() - x).abs().mean()
+        error = recon.float() - x
+        loss = error.abs().mean() if loss_kind == "l1" else error.pow(2).mean()
         if not decoder_only:  # keep the (Wan-normalised) latents near unit scale, as the DiT expects
             loss = loss + 1e-3 * 0.5 * z.float().pow(2).mean()
         loss.backward()
@@ -391,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=0, metavar="STEPS",
                    help="vae stages: linear warm-up over STEPS first (continuing a trained VAE: a fresh Adam at the "
                         "full rate undoes part of its training)")
+    p.add_argument("--loss", choices=["l1", "mse"], default="l1",
+                   help="vae stages: the reconstruction loss (mse: what PSNR measures)")
     p.add_argument("--focus", type=float, default=0.75,
                    help="vae stages: share of crops centred on a moving pixel (the dancer) rather than anywhere")
     p.add_argument("--checkpoint-only", action="store_true",
@@ -434,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
                   args.checkpoint_only, args.vae_from, args.cosine, args.entries, args.data_seed,
-                  args.checkpoint_precision, args.warmup)
+                  args.checkpoint_precision, args.warmup, args.loss)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

@@ -161,3 +161,38 @@ def test_the_dit_stage_in_memory_split_over_calls_ends_where_the_uninterrupted_r
     assert written.keys() == shipped.keys() == trained.keys()
     assert all(torch.equal(written[k], trained[k]) for k in written)
     assert any(not torch.equal(written[k], shipped[k].float()) for k in ("head.head.weight", "vace_blocks.0.after_proj.weight"))
+
+
+def test_the_vae_stages_train_on_the_squared_error_with_loss_mse(tmp_path):
+    """``--loss mse``: the loss of step 1 is the mean squared error of that batch's round trip, which PSNR measures
+    (``l1``, the default, logs the mean absolute error of the same round trip)."""
+    import random
+
+    from wanray.loading import load_model_dir
+    from wanray.specs import spec_for_dir
+    from wanray.training.embedded import ClipSampler, _target_videos
+
+    data_seed, seed = random.randrange(1000, 100_000), random.randrange(1000)
+    common = ["--stage", "vae-decoder", "--entries", "2", "--data-seed", str(data_seed), "--size", "64", "--batch", "2",
+              "--crop", "16", "--clip-frames", "5", "--vae-from", str(EMBEDDED_MODEL_DIR), "--checkpoint-only",
+              "--steps", "1", "--seed", str(seed)]
+    for kind in ("l1", "mse"):
+        assert main([*common, "--out", str(tmp_path / kind), "--loss", kind]) == 0
+    logged = {kind: TrainerState.load(tmp_path / kind / "vae_decoder_stage" / "checkpoint").history[0]["loss"]
+              for kind in ("l1", "mse")}
+
+    vae = load_model_dir(EMBEDDED_MODEL_DIR, spec_for_dir(EMBEDDED_MODEL_DIR)).vae
+    model = vae.model.float()
+    videos = _target_videos(None, 2, data_seed, 64, 77)
+    x = ClipSampler(videos, frames=5, seed=seed, batch=2, crop=16, focus=0.75).batch_at(0)  # [2, 3, 5, 16, 16]
+    with torch.no_grad():
+        error = model.decode(model.encode(x, vae.scale), vae.scale).clamp(-1, 1) - x
+    assert abs(logged["l1"] - float(error.abs().mean())) < 1e-4
+    assert abs(logged["mse"] - float(error.pow(2).mean())) < 1e-4
+    assert logged["mse"] < logged["l1"]  # errors below 1: a different quantity, not the same one rescaled
+    try:
+        main([*common, "--out", str(tmp_path / "bad"), "--loss", "huber"])
+    except SystemExit as exit_:
+        assert exit_.code == 2  # argparse names the allowed choices
+    else:
+        raise AssertionError("an unknown --loss was accepted")
