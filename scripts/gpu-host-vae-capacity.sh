@@ -6,6 +6,7 @@
 # run's step-0 checkpoint in .ckpt (a VAE stage's holds the whole VAE) rather than carry them twice.
 #
 #   bash scripts/gpu-host-vae-capacity.sh stage                  # here: .ckpt-vae, the shipped VAE as a step-0 checkpoint
+#                                                                # (after the training run's own stage step, if any)
 #   bash scripts/gpu-host-vae-capacity.sh call SECONDS OUT [wait]  # device call (carry .ckpt-vae, .bundle; .ckpt):
 #                                                                # OUT/capacity.log and OUT/capacity.json
 #
@@ -19,10 +20,13 @@ overfit() {  # the whole VAE on CLIPS whole clips of SEED, 13-frame windows; not
     --batch 8 --crop 0 --clip-frames 13 --cosine --warmup 20 --steps "$STEPS" --save-every 100000 \
     --checkpoint-only --checkpoint-precision portable "$@"
 }
-case ${1:?usage: $0 stage|call SECONDS OUT [CKPT]} in
+case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
   stage)
     rm -rf .ckpt-vae /tmp/wanray-capacity0
-    (    PY=${PY:-$PWD/.venv/bin/python} overfit --device cpu --lr 1e-4 --out /tmp/wanray-capacity0 --max-seconds 0)
+    missing=$(git ls-files --deleted -- "$MODEL")  # left out by the training run's stage step: back for this step
+    [[ -z $missing ]] || git checkout -- $missing
+    (PY=${PY:-$PWD/.venv/bin/python} overfit --device cpu --lr 1e-4 --out /tmp/wanray-capacity0 --max-seconds 0)
+    [[ -z $missing ]] || rm -f $missing
     mv /tmp/wanray-capacity0/vae_stage/checkpoint .ckpt-vae && rm -rf /tmp/wanray-capacity0
     if [[ -f .ckpt/trainable.safetensors ]] && cmp -s .ckpt/trainable.safetensors .ckpt-vae/trainable.safetensors; then
       rm .ckpt-vae/trainable.safetensors && echo "stage: .ckpt-vae takes its weights from .ckpt's step-0 checkpoint"
