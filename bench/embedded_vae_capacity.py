@@ -93,7 +93,8 @@ def main() -> None:
     print(table(rows, list(rows[0])))
     print(table(summary, list(summary[0])))
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.checkpoint or args.model), "rows": rows, "summary": summary}, indent=2) + "\n")
+        record = {"model": str(args.checkpoint or args.model), "rows": rows, "summary": summary}
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

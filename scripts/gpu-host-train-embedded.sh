@@ -48,7 +48,8 @@ train() {  # python -m wanray.training.embedded with this run's settings; MODEL:
   local run=(--stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" --batch "$BATCH" --lr "$LR"
              --steps "$STEPS" --save-every "$SAVE_EVERY" --checkpoint-only --checkpoint-precision portable)
   if [[ $STAGE == dit ]]; then run+=(--frames "$CLIP_FRAMES" --model "$MODEL")
-  else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --warmup "$WARMUP" --loss "$LOSS" --vae-from "$MODEL"); fi
+  else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --warmup "$WARMUP" --loss "$LOSS"
+             --vae-from "$MODEL"); fi
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }

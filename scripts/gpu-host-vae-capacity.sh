@@ -5,10 +5,10 @@
 # before it (`call ... wait`): it then waits for that run's install, and takes the shipped VAE's weights from that
 # run's step-0 checkpoint in .ckpt (a VAE stage's holds the whole VAE) rather than carry them twice.
 #
-#   bash scripts/gpu-host-vae-capacity.sh stage                  # here: .ckpt-vae, the shipped VAE as a step-0 checkpoint
-#                                                                # (after the training run's own stage step, if any)
-#   bash scripts/gpu-host-vae-capacity.sh call SECONDS OUT [wait]  # device call (carry .ckpt-vae, .bundle; .ckpt):
-#                                                                # OUT/capacity.log and OUT/capacity.json
+#   bash scripts/gpu-host-vae-capacity.sh stage      # here: .ckpt-vae, the shipped VAE as a step-0 checkpoint
+#                                                    # (after the training run's own stage step, if any)
+#   bash scripts/gpu-host-vae-capacity.sh call SECONDS OUT [wait]   # device call (carry .ckpt-vae, .bundle; .ckpt):
+#                                                    # OUT/capacity.log and OUT/capacity.json
 #
 # Settings (environment): LRS ("2e-4 6e-4"), STEPS (600: the cosine's length; the time limit usually stops first).
 set -euo pipefail
@@ -56,8 +56,10 @@ case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
       (overfit --device cuda --lr "$lr" --out "/tmp/ovf$lr" --max-seconds "$left") > "/tmp/ovf$lr.log" 2>&1 &
     done
     wait
-    for lr in $LRS; do grep "step" "/tmp/ovf$lr.log" | awk 'NR % 5 == 0' | sed "s/^/lr $lr: /"; tail -1 "/tmp/ovf$lr.log"
-      bench "/tmp/ovf$lr/vae_stage/checkpoint" "/tmp/cap-ovf$lr.json"; done
+    for lr in $LRS; do
+      grep "step" "/tmp/ovf$lr.log" | awk 'NR % 5 == 0' | sed "s/^/lr $lr: /"; tail -1 "/tmp/ovf$lr.log"
+      bench "/tmp/ovf$lr/vae_stage/checkpoint" "/tmp/cap-ovf$lr.json"
+    done
     python3 - "$out/capacity.json" /tmp/cap-*.json <<'EOF'
 import json, sys
 from pathlib import Path
