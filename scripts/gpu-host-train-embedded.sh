@@ -86,12 +86,8 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     echo "call: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo cpu)," \
          "budget ${budget} s, carried checkpoint at step $(step_of .ckpt)"
     site=${SITE:-/tmp/site}; work=${WORK:-/tmp/emb}; py=${PY:-python3}
-    export PYTHONPATH=/tmp/wanray-site:$site PYTHONUNBUFFERED=1
-    if ! "$py" -c "import diffsynth" 2>/dev/null; then
-      eval "$(PYTHON="$py" bash .bundle/offline-install.sh .bundle "$site" --check diffsynth)"
-    fi
-    rm -rf /tmp/wanray-site && "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
-      --target /tmp/wanray-site . 2>&1 | grep -v "^WARNING" || true
+    export PYTHONUNBUFFERED=1
+    source scripts/gpu-host-install.sh && install_on_gpu_host "$py" "$site"
     echo "install: $((SECONDS - started)) s"
     mkdir -p "$work/$CKPT_NAME"   # a warm machine keeps the last call's checkpoint: take the newer of the two
     if [[ ! -f $work/$CKPT_NAME/trainer_state.json ]] || (( $(step_of .ckpt) > $(step_of "$work/$CKPT_NAME") )); then

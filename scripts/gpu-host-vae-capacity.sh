@@ -42,9 +42,7 @@ case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
         (( SECONDS - started < 180 )) || { echo "capacity: no install after 180 s" >&2; exit 1; }; sleep 2
       done
     else
-      eval "$(PYTHON=python3 bash .bundle/offline-install.sh .bundle "${SITE:-/tmp/site}" --check diffsynth)"
-      python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/wanray-site . \
-        2>&1 | grep -v "^WARNING" || true
+      source scripts/gpu-host-install.sh && install_on_gpu_host python3 "${SITE:-/tmp/site}"
     fi
     echo "capacity: installed at $((SECONDS - started)) s on $(nvidia-smi --query-gpu=name --format=csv,noheader)"
     bench() { python3 bench/embedded_vae_capacity.py --model "$MODEL" --checkpoint "$1" --json "$2"; }

@@ -30,7 +30,8 @@ def checkout(tmp_path: Path) -> Path:
     """A throwaway clone holding this checkout's script and code (the stage step rewrites the clone's model folder)."""
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--shared", str(REPO), str(clone))
-    shutil.copy(REPO / SCRIPT, clone / SCRIPT)
+    for name in (SCRIPT, "scripts/gpu-host-install.sh"):
+        shutil.copy(REPO / name, clone / name)
     shutil.copy(REPO / ".gitignore", clone / ".gitignore")
     return clone
 
