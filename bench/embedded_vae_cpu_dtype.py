@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/embedded_vae_cpu_dtype.py [--entries 2]
 
-The demo spends ~90% of its CPU time in the VAE (encode ~7 s, decode ~11 s, the DiT ~2 s on a 2-core AMD EPYC), so a
-wider VAE is affordable only if the VAE gets cheaper per channel. CPUs with AVX512-BF16 or AMX run bf16 convolutions
-faster; others may run them slower, so this measures rather than assumes. Entries of seed 1234 (the targets'),
-128x128, 77 frames, each encoded and decoded whole, after one untimed warm-up round trip per dtype.
+The demo spends ~90% of its CPU time in the VAE (three encodes ~18 s, one decode ~12 s, the DiT and the rest ~3 s
+on a 2-core AMD EPYC), so a wider VAE is affordable only if the VAE gets cheaper per channel. CPUs with AVX512-BF16
+or AMX run bf16 convolutions faster; others may run them slower, so this measures rather than assumes. Entries of
+seed 1234 (the targets'), 128x128, 77 frames, each encoded and decoded whole, after one untimed warm-up round trip
+per dtype.
 """
 
 from __future__ import annotations
