@@ -8,7 +8,8 @@
 #   bash scripts/gpu-host-vae-capacity.sh stage      # here: .ckpt-vae, the shipped VAE as a step-0 checkpoint
 #                                                    # (after the training run's own stage step, if any)
 #   bash scripts/gpu-host-vae-capacity.sh call SECONDS OUT [wait]   # device call (carry .ckpt-vae, .bundle; .ckpt):
-#                                                    # OUT/capacity.log and OUT/capacity.json
+#                                                    # OUT/capacity.log and OUT/capacity.json; without .ckpt-vae
+#                                                    # (the model's own files travel instead) it stages there
 #
 # Settings (environment): LRS ("2e-4 6e-4"), STEPS (600: the cosine's length; the time limit usually stops first).
 set -euo pipefail
@@ -20,21 +21,23 @@ overfit() {  # the whole VAE on CLIPS whole clips of SEED, 13-frame windows; not
     --batch 8 --crop 0 --clip-frames 13 --cosine --warmup 20 --steps "$STEPS" --save-every 100000 \
     --checkpoint-only --checkpoint-precision portable "$@"
 }
+step0() {  # .ckpt-vae: the shipped VAE as a step-0 checkpoint of the overfit run (~20 s on a CPU)
+  rm -rf .ckpt-vae /tmp/wanray-capacity0
+  (overfit --device cpu --lr 1e-4 --out /tmp/wanray-capacity0 --max-seconds 0)
+  mv /tmp/wanray-capacity0/vae_stage/checkpoint .ckpt-vae && rm -rf /tmp/wanray-capacity0
+}
 case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
   stage)
-    rm -rf .ckpt-vae /tmp/wanray-capacity0
     missing=$(git ls-files --deleted -- "$MODEL")  # left out by the training run's stage step: back for this step
     [[ -z $missing ]] || git checkout -- $missing
-    (PY=${PY:-$PWD/.venv/bin/python} overfit --device cpu --lr 1e-4 --out /tmp/wanray-capacity0 --max-seconds 0)
+    PY=${PY:-$PWD/.venv/bin/python} step0
     [[ -z $missing ]] || rm -f $missing
-    mv /tmp/wanray-capacity0/vae_stage/checkpoint .ckpt-vae && rm -rf /tmp/wanray-capacity0
     if [[ -f .ckpt/trainable.safetensors ]] && cmp -s .ckpt/trainable.safetensors .ckpt-vae/trainable.safetensors; then
       rm .ckpt-vae/trainable.safetensors && echo "stage: .ckpt-vae takes its weights from .ckpt's step-0 checkpoint"
     fi
     echo "stage: .ckpt-vae ($(du -sh .ckpt-vae | cut -f1))" ;;
   call)
     budget=${2:?seconds}; out=${3:?OUT}; other=${4:-}; started=$SECONDS; mkdir -p "$out"
-    [[ -f .ckpt-vae/trainable.safetensors ]] || cp .ckpt/trainable.safetensors .ckpt-vae/
     exec > >(tee "$out/capacity.log") 2>&1
     export PYTHONPATH=/tmp/wanray-site:${SITE:-/tmp/site} PYTHONUNBUFFERED=1
     if [[ $other == wait ]]; then  # the training call beside this one installs: wait for it (at most 3 minutes)
@@ -45,6 +48,8 @@ case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
       source scripts/gpu-host-install.sh && install_on_gpu_host python3 "${SITE:-/tmp/site}"
     fi
     echo "capacity: installed at $((SECONDS - started)) s on $(nvidia-smi --query-gpu=name --format=csv,noheader)"
+    if [[ ! -d .ckpt-vae ]]; then PY=python3 step0  # the model's files came instead (the tree's 64 MiB hold either)
+    elif [[ ! -f .ckpt-vae/trainable.safetensors ]]; then cp .ckpt/trainable.safetensors .ckpt-vae/; fi
     bench() { python3 bench/embedded_vae_capacity.py --model "$MODEL" --checkpoint "$1" --json "$2"; }
     bench .ckpt-vae /tmp/cap-before.json
     left=$((budget - (SECONDS - started) - 90))   # 90 s: the benches after and the merge

@@ -193,6 +193,7 @@ def build_training_model(config: TrainConfig, device: torch.device, latents_cach
             model=config.model,
             device=str(device),
             dtype="bfloat16" if dtype == torch.bfloat16 else "float32",
+            vae_dtype="bfloat16" if dtype == torch.bfloat16 else "float32",  # latents in the training dtype, not timed
             attention=config.strategy.attention,
         )
     )

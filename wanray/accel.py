@@ -288,6 +288,16 @@ def _conv3d_as_conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 CONV2D_MARGIN = 1.3  # where it helped it was ~3x; where it hurt, 0.8x
 
 
+def _best_of(fn) -> float:
+    """Seconds of ``fn()``: the minimum of three runs after one that warms up the kernel."""
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
+
+
 @functools.cache
 def conv2d_beats_conv3d_on_this_cpu() -> bool:
     """Time a causal-VAE-sized convolution both ways, once per process (~0.1 s): which is faster depends on the CPU.
@@ -297,17 +307,9 @@ def conv2d_beats_conv3d_on_this_cpu() -> bool:
     # of its time goes; at 64x64 the answer can be the other way round
     x = torch.randn(1, 32, 6, 130, 130)
 
-    def best_of(fn) -> float:
-        times = []
-        for _ in range(4):  # the first run warms up the kernel: the minimum of the rest
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        return min(times[1:])
-
     with torch.no_grad():
-        as_3d = best_of(lambda: conv(x))
-        as_2d = best_of(lambda: _conv3d_as_conv2d(conv, x, conv.weight, conv.bias))
+        as_3d = _best_of(lambda: conv(x))
+        as_2d = _best_of(lambda: _conv3d_as_conv2d(conv, x, conv.weight, conv.bias))
     # torch's own kernel unless ours clearly wins: a busy box can make a close call either way
     wins = as_2d * CONV2D_MARGIN < as_3d
     log.info("CPU VAE convolutions: %s (conv3d %.1f ms, batched conv2d %.1f ms)",
@@ -334,6 +336,40 @@ def speed_up_cpu_conv3d(module: torch.nn.Module) -> int:
             m._conv_forward = types.MethodType(_fastest_conv3d, m)
             changed += 1
     return changed
+
+
+# -- CPU VAE in bfloat16 --
+
+BF16_MARGIN = 1.3  # on an AVX512-BF16 CPU the whole VAE ran 1.98x faster; CPUs that emulate bf16 run it slower
+
+
+@functools.cache
+def bf16_beats_fp32_on_this_cpu() -> bool:
+    """Time the VAE's largest convolution in float32 and in bfloat16, once per process (~0.3 s). CPUs with
+    AVX512-BF16 or AMX run it about twice as fast at the same round-trip PSNR (bench/embedded_vae_cpu_dtype.py:
+    25.80 dB both); CPUs without them emulate bf16, so this measures rather than assumes."""
+    conv = torch.nn.Conv3d(32, 32, 3)
+    speed_up_cpu_conv3d(conv)  # the form the VAE's own convolutions take on this CPU
+    x = torch.randn(1, 32, 6, 130, 130)  # [B, C, T, H, W]: as in conv2d_beats_conv3d_on_this_cpu
+    with torch.no_grad():
+        fp32 = _best_of(lambda: conv(x))
+        conv.to(torch.bfloat16)
+        x = x.to(torch.bfloat16)
+        bf16 = _best_of(lambda: conv(x))
+    wins = bf16 * BF16_MARGIN < fp32
+    log.info("CPU VAE dtype: %s (float32 %.1f ms, bfloat16 %.1f ms per convolution)",
+             "bfloat16" if wins else "float32", fp32 * 1e3, bf16 * 1e3)
+    return wins
+
+
+def run_vae_in(vae: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Keep a DiffSynth ``WanVideoVAE``'s weights and arithmetic in ``dtype`` while the pipeline hands it, and gets
+    back, tensors of its own dtype (a bfloat16 VAE in a float32 CPU pipeline, say). Wraps the inner model's
+    encode/decode, which every path goes through: whole clips, DiffSynth's tiles, ours, batched encodes."""
+    model = vae.model.to(dtype)
+    cls = type(model)  # its methods looked up at each call, as they would be without this wrapper
+    model.encode = lambda x, scale: cls.encode(model, x.to(dtype), scale).to(x.dtype)
+    model.decode = lambda z, scale: cls.decode(model, z.to(dtype), scale).to(z.dtype)
 
 
 # -- VAE: the all-zero clip VACE encodes on every generation --

@@ -61,6 +61,8 @@ class ModelConfig:
         model_spec: the spec of ``model`` when it is a directory that cannot be recognised by itself.
         device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``bfloat16``, ``float16``, ``float32``.
+        vae_dtype: the VAE's dtype; ``auto`` is ``dtype``, except bfloat16 for a float32 pipeline on a CPU that
+            runs bfloat16 convolutions faster (timed once per process): ~2x faster VAE passes at the same PSNR.
         attention: attention backend (see ``wanray.attention``), ``auto`` picks the best available.
         fp8_storage: keep the DiT's linear weights in float8 (e4m3) and upcast per layer: ~half the memory,
             no speed-up; any device.
@@ -78,6 +80,7 @@ class ModelConfig:
     model_spec: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    vae_dtype: str = "auto"
     attention: str = "auto"
     fp8_storage: bool = False
     fp8_compute: bool = False

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
+import pytest
 
 from wanray.cli import main
 
@@ -33,7 +34,8 @@ def test_missing_lora_file(photo, tmp_path, capsys):
 def test_help_explains_options():
     out = subprocess.run([sys.executable, "-m", "wanray", "generate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1", "--few-step"):
+    for option in ("--lora", "--tea-cache", "--tiled-vae", "--no-tiled-vae", "--attention", "4n+1", "--few-step",
+                   "--vae-dtype"):
         assert option in out.stdout
 
 
@@ -59,3 +61,15 @@ def test_few_step_sets_the_distillation_settings_and_explicit_flags_win(photo, t
     assert main([*common, "--few-step", "--steps", "2", "--sampler", "euler"]) == 0
     ran = json.loads(info.read_text())
     assert (ran["steps"], ran["cfg"], ran["sampler"]) == (2, 1.0, "euler")
+
+
+def test_vae_dtype_reaches_the_generator_and_a_wrong_one_is_refused(photo, tmp_path, capsys):
+    info = tmp_path / "info.json"
+    common = ["generate", "--image", str(photo), "--prompt", "a dancer", "--frames", "5", "--height", "64",
+              "--width", "64", "--steps", "1", "--no-progress", "--out", str(tmp_path / "x.mp4")]
+    for vae_dtype in ("float32", "bfloat16"):
+        assert main([*common, "--vae-dtype", vae_dtype, "--info-json", str(info)]) == 0
+        assert json.loads(info.read_text())["vae_dtype"] == vae_dtype
+    with pytest.raises(SystemExit) as exit:  # argparse's usage error
+        main([*common, "--vae-dtype", "fp16"])
+    assert exit.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err

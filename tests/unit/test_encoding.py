@@ -10,6 +10,16 @@ from PIL import Image
 from wanray.encoding import TrainingSample, encode_sample, encode_samples, usable_inputs
 
 
+@pytest.fixture(scope="module")
+def training_generator():
+    """The embedded model as training loads it: the VAE in the training dtype (float32 here), whose batched and
+    one-at-a-time encodes agree to float32 rounding (a bfloat16 VAE's differ by its rounding)."""
+    from wanray import ModelConfig
+    from wanray.generation import WanGenerator
+
+    return WanGenerator.load(ModelConfig(model="embedded", device="cpu", dtype="float32", vae_dtype="float32"))
+
+
 def _frames(n=5, size=64):
     rng = np.random.default_rng()
     return [Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")) for _ in range(n)]
@@ -31,8 +41,8 @@ def test_a_model_gets_only_the_conditioning_it_takes():
     assert fun_control.control_video is pose
 
 
-def test_shapes_and_a_control_video_never_overwrites_the_first_frame_latents(embedded_generator):
-    pipe = embedded_generator.pipe
+def test_shapes_and_a_control_video_never_overwrites_the_first_frame_latents(training_generator):
+    pipe = training_generator.pipe
     sample = _sample(vace_video=_frames())
     plain = encode_sample(pipe, sample)
     assert {k: tuple(v.shape) for k, v in plain.items()} == {
@@ -48,8 +58,8 @@ def test_frame_count_must_be_4n_plus_1():
         TrainingSample(video=_frames(4), prompt="x")
 
 
-def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(embedded_generator, monkeypatch):
-    pipe = embedded_generator.pipe
+def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(training_generator, monkeypatch):
+    pipe = training_generator.pipe
     before = vars(pipe.vae).get("encode")  # generation's own wrapper (accel.memoize_zero_clip_encodes)
     # mixed shapes (5 and 9 frames) and one sample without a VACE video: calls are grouped, none waits forever
     samples = [_sample(vace_video=_frames()), _sample(),
@@ -71,10 +81,10 @@ def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(embedd
     assert pipe.scheduler.training is False and vars(pipe.vae).get("encode") is before
 
 
-def test_a_failing_sample_fails_the_batch_without_hanging(embedded_generator):
-    before = vars(embedded_generator.pipe.vae).get("encode")
+def test_a_failing_sample_fails_the_batch_without_hanging(training_generator):
+    before = vars(training_generator.pipe.vae).get("encode")
     broken = _sample()
     broken.input_image = "not an image"  # the image unit raises inside one thread while the others wait in the VAE
     with pytest.raises(AttributeError, match="str"):
-        encode_samples(embedded_generator.pipe, [_sample(), broken, _sample()])
-    assert vars(embedded_generator.pipe.vae).get("encode") is before
+        encode_samples(training_generator.pipe, [_sample(), broken, _sample()])
+    assert vars(training_generator.pipe.vae).get("encode") is before
