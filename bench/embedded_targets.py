@@ -71,10 +71,12 @@ STRIP_LIMIT = 300_000  # bytes: strips above it are stored with a 256-colour pal
 # -- one clip --
 
 
-def generate(generator: WanGenerator, photo, prompt: str, pose: list, frames: int, steps: int | None):
-    """uint8 [T, H, W, 3] and the seconds the generation took (model loaded; as `wanray demo`)."""
-    config = GenerationConfig(image=photo, prompt=prompt, vace_video=pose, height=SIZE, width=SIZE, frames=frames,
-                              fps=FPS, steps=steps, seed=SEED)
+def generate(generator: WanGenerator, photo, prompt: str, pose: list, args: argparse.Namespace):
+    """uint8 [T, H, W, 3] and the seconds the generation took (model loaded; as `wanray demo`, with the sampling
+    settings of ``args``: the model's defaults unless given)."""
+    config = GenerationConfig(image=photo, prompt=prompt, vace_video=pose, height=SIZE, width=SIZE, frames=args.frames,
+                              fps=FPS, steps=args.steps, cfg=args.cfg, sigma_shift=args.sigma_shift,
+                              vace_scale=args.vace_scale, seed=SEED)
     result = generator.generate(config)
     return frames_to_array(result.frames), result.seconds, result.info
 
@@ -162,7 +164,7 @@ def run_entries(generator: WanGenerator, args: argparse.Namespace) -> list[dict]
         reference = frames_to_array(media.video)
         truth = clip_truth(plan.character, plan.dance, plan.placement, plan.layout, args.frames, FPS)
         vae_psnr = psnr_per_frame(vae_round_trip(generator, media.video), reference)
-        generated, seconds, info = generate(generator, media.photo, plan.prompt, media.pose, args.frames, args.steps)
+        generated, seconds, info = generate(generator, media.photo, plan.prompt, media.pose, args)
         s = score(generated, reference, truth)
         row = {"id": plan.id, "dance": plan.dance, "scene": plan.scene, **summary(s, vae_psnr), "seconds": seconds}
         entries.append({"row": row, "prompt": plan.prompt, "frames": per_frame(s, vae_psnr), "info": info,
@@ -177,7 +179,7 @@ def run_demo(generator: WanGenerator, args: argparse.Namespace) -> dict:
     """`wanray demo`'s clip, scored against the example character's rendered anime clip."""
     pose = render_pose_video(example.EXAMPLE_DANCE, SIZE, SIZE, args.frames, FPS)
     photo = Image.open(EXAMPLE_PHOTO).convert("RGB")
-    generated, seconds, info = generate(generator, photo, EXAMPLE_PROMPT, pose, args.frames, args.steps)
+    generated, seconds, info = generate(generator, photo, EXAMPLE_PROMPT, pose, args)
     character, layout, placement = example.example_character(), example.example_layout(), Placement(height=SIZE, width=SIZE)
     reference = frames_to_array(render_anime_frames(character, example.EXAMPLE_DANCE, placement, layout, args.frames, FPS))
     truth = clip_truth(character, example.EXAMPLE_DANCE, placement, layout, args.frames, FPS)
@@ -194,7 +196,7 @@ def run_astronaut(generator: WanGenerator, args: argparse.Namespace) -> dict:
 
     photo = fit(Image.fromarray(data.astronaut()), SIZE, SIZE)
     pose = render_pose_video("wave", SIZE, SIZE, args.frames, FPS)
-    generated, seconds, info = generate(generator, photo, ASTRONAUT_PROMPT, pose, args.frames, args.steps)
+    generated, seconds, info = generate(generator, photo, ASTRONAUT_PROMPT, pose, args)
     return {"prompt": ASTRONAUT_PROMPT, "seconds": seconds, "strip": (photo, generated, frames_to_array(pose))}
 
 
@@ -351,7 +353,8 @@ def markdown(args, generator, entries, demo, astronaut, goals, strips, speed, st
         f"- Entries: the first {len(entries)} of `wanray datasets synth --seed {args.seed}` (training: seed 0; the "
         f"evaluation report: seed 7), rendered in memory; the dances are the same seven procedural ones.",
         f"- Generation: {info['width']}x{info['height']}, {info['frames']} frames at {FPS} fps, {info['steps']} steps, "
-        f"cfg {info['cfg']}, seed {SEED}, the entry's pose video as the VACE video (as `wanray demo`).",
+        f"cfg {info['cfg']}, sigma shift {args.sigma_shift or generator.spec.default_sigma_shift}, VACE scale "
+        f"{args.vace_scale}, seed {SEED}, the entry's pose video as the VACE video (as `wanray demo`).",
         "- Identity: CIEDE2000 between region means in CIELAB, over the reference frame's regions (outlines "
         "excluded). Motion: `wanray.datasets.truth.detect_ends` (its docstring says what it is told), a miss "
         "counts as 16 px (the search radius); scored are the hands/feet at least half visible that the detector "
@@ -404,6 +407,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1234, help="synthetic seed of the entries (default 1234; training used 0)")
     p.add_argument("--label", required=True, help="names the result files, e.g. run6-2core-cpu")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
+    p.add_argument("--sigma-shift", type=float, default=None, help="the scheduler's shift (default: the model's)")
+    p.add_argument("--vace-scale", type=float, default=1.0, help="weight of the pose video's VACE hints (default 1)")
     p.add_argument("--frames", type=int, default=77, help="frames per clip, 4n+1 (default 77: 5.1 s at 15 fps)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 entries, 17 frames, no timing")
     p.add_argument("--strips", type=Path, default=RESULTS, help="folder for the strip PNGs (default bench/results)")

@@ -27,6 +27,8 @@ independent calls that way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import random
@@ -143,7 +145,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
               checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False,
               entries: int = 0, data_seed: int = 0, precision: str = "exact", warmup: int = 0,
-              loss_kind: str = "l1") -> Path | None:
+              loss_kind: str = "l1", decoder_dim_mult: tuple[int, ...] | None = None) -> Path | None:
     """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
     decoder of ``<out>``'s trained VAE (or of ``vae_from``).
 
@@ -162,7 +164,10 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     (``wanray.training.checkpoint``): ``portable`` to carry it between machines, ``exact`` to resume bit for bit.
     ``loss_kind``: ``l1`` (the mean absolute error) or ``mse`` (the mean squared error, what PSNR measures: it weighs
     the few large errors on thin limbs and faces more than l1, which settles for their median).
-    A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE, so a run resumes from it alone.
+    ``decoder_dim_mult`` (decoder-only): widen the decoder to these widths first, starting from the old decoder's
+    function (``wanray.training.vae_widen``); the encoder and its latents stay as they are.
+    A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE and its architecture (``vae_arch.json``),
+    so a run resumes from it alone.
     """
     from dataclasses import replace
 
@@ -182,10 +187,29 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     stage = "vae_decoder" if decoder_only else "vae"
     ckpt_dir = out / f"{stage}_stage" / "checkpoint"
     resuming = (ckpt_dir / "trainer_state.json").is_file()
+    if decoder_dim_mult is not None and not decoder_only:
+        raise ValueError("decoder_dim_mult widens the decoder of the vae-decoder stage; the vae stage trains the "
+                         "encoder's widths")
     if decoder_only:
         source = vae_from or _latest_model_dir(out)
         spec = spec_for_dir(source)
-        vae = build_vae(spec.vae) if resuming else load_model_dir(source, spec).vae
+        arch = vae_arch_of(ckpt_dir, spec.vae) if resuming else spec.vae
+        if decoder_dim_mult is not None and tuple(decoder_dim_mult) != arch.decoder_mult:
+            if resuming:
+                raise ValueError(f"{ckpt_dir} holds a decoder of widths {arch.decoder_mult}, not "
+                                 f"{tuple(decoder_dim_mult)}: leave --decoder-dim-mult out to resume it")
+            arch = replace(arch, decoder_dim_mult=tuple(decoder_dim_mult))
+        if resuming:
+            vae = build_vae(arch)
+        else:
+            vae = load_model_dir(source, spec).vae
+            if arch != spec.vae:
+                from wanray.training.vae_widen import widen_decoder
+
+                vae.model.decoder = widen_decoder(vae.model.decoder, arch)
+                print(f"vae-decoder: widened to {arch.decoder_mult} x {arch.dim} channels: "
+                      f"{sum(p.numel() for p in vae.model.decoder.parameters()) / 1e6:.2f} M parameters", flush=True)
+        spec = replace(spec, vae=arch)
     elif vae_from is not None:  # its architecture and weights; the DiT stage still starts from the bundled DiT
         source, own = vae_from, spec_for_dir(vae_from)
         if vae_dim not in (None, own.vae.dim):
@@ -221,6 +245,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
         def write(folder: Path) -> None:
             save_checkpoint(folder, model.state_dict(), optimizer, precision=precision)
             state.save(folder)
+            (folder / VAE_ARCH_FILE).write_text(json.dumps(dataclasses.asdict(spec.vae)) + "\n")
 
         replace_atomically(ckpt_dir, write)
 
@@ -280,8 +305,21 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
 
     folders = [f for f in (out / "model_vae", out / "model") if f.is_dir()]  # same latents: both stay consistent
     for folder in folders:
+        replace(spec_for_dir(folder), vae=spec.vae).save(folder)  # a widened decoder's widths
         print(f"{stage}: wrote {write_vae(folder, vae)}", flush=True)
     return source
+
+
+VAE_ARCH_FILE = "vae_arch.json"
+
+
+def vae_arch_of(ckpt_dir: Path, default):
+    """The ``VAEArch`` a VAE stage's checkpoint was saved with (a widened decoder's widths), or ``default`` for a
+    checkpoint older than that file."""
+    from wanray.specs import VAEArch
+
+    path = ckpt_dir / VAE_ARCH_FILE
+    return VAEArch.from_dict(json.loads(path.read_text())) if path.is_file() else default
 
 
 def _latest_model_dir(out: Path) -> Path:
@@ -363,6 +401,18 @@ def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, f
     return cache_dir
 
 
+def _dim_mult(p: argparse.ArgumentParser, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        mult = tuple(int(m) for m in text.split(","))
+    except ValueError:
+        mult = ()
+    if len(mult) != 4 or min(mult) < 1:
+        p.error(f"--decoder-dim-mult {text!r}: four positive integers, e.g. 1,2,8,8")
+    return mult
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m wanray.training.embedded", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -392,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae-from", type=Path, default=None, metavar="MODEL_DIR",
                    help="vae stages: continue the VAE of this model folder (e.g. wanray/embedded_model) instead of "
                         "a new one (vae) or of OUT's model (vae-decoder)")
+    p.add_argument("--decoder-dim-mult", default=None, metavar="M0,M1,M2,M3",
+                   help="vae-decoder: widen the decoder to these widths (x the VAE's base width; the encoder's are "
+                        "1,2,4,4) from the old decoder's function, e.g. 1,2,8,8 doubles its two low-resolution stages")
     p.add_argument("--cosine", action="store_true",
                    help="vae stages: decay the learning rate to 0 over --steps (cosine) instead of keeping it")
     p.add_argument("--warmup", type=int, default=0, metavar="STEPS",
@@ -442,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
                   args.checkpoint_only, args.vae_from, args.cosine, args.entries, args.data_seed,
-                  args.checkpoint_precision, args.warmup, args.loss)
+                  args.checkpoint_precision, args.warmup, args.loss, _dim_mult(p, args.decoder_dim_mult))
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

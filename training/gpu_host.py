@@ -46,6 +46,7 @@ def assemble(model_dir: Path, encoder: Path, ckpt_dir: Path, out: Path) -> Path:
     from wanray.model_writer import VAE_FILE, write_dit_shards, write_vae
     from wanray.specs import spec_for_dir
     from wanray.training.checkpoint import load_checkpoint, replace_atomically
+    from wanray.training.embedded import vae_arch_of
     from wanray.training.embedded_dit import dit_file_state
 
     spec = spec_for_dir(model_dir)
@@ -71,10 +72,14 @@ def assemble(model_dir: Path, encoder: Path, ckpt_dir: Path, out: Path) -> Path:
 def ship(stage: str, ckpt_dir: Path, model_dir: Path) -> Path:
     """The checkpoint's trained part into ``model_dir``, in the package's dtypes: the DiT file (bf16) for ``dit``, the
     VAE (bf16) for the VAE stages."""
+    from dataclasses import replace
+
+    from wanray.components import build_vae
     from wanray.loading import load_model_dir
     from wanray.model_writer import write_dit_shards, write_vae
     from wanray.specs import spec_for_dir
     from wanray.training.checkpoint import load_checkpoint
+    from wanray.training.embedded import vae_arch_of
     from wanray.training.embedded_dit import dit_file_state
 
     weights = load_checkpoint(ckpt_dir)
@@ -85,8 +90,11 @@ def ship(stage: str, ckpt_dir: Path, model_dir: Path) -> Path:
         if state.keys() != shipped.keys() or any(state[k].shape != shipped[k].shape for k in state):
             raise ValueError(f"{ckpt_dir} does not fit {model_dir}'s DiT and VACE")
         return write_dit_shards(model_dir, state, dtype=torch.bfloat16)[0]
-    vae = components.vae
+    arch = vae_arch_of(ckpt_dir, components.spec.vae)  # a widened decoder's widths: the model folder's spec takes them
+    spec = replace(components.spec, vae=arch)
+    vae = build_vae(arch)
     vae.model.load_state_dict(weights)
+    spec.save(model_dir)
     return write_vae(model_dir, vae, torch.bfloat16)
 
 

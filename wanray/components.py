@@ -94,7 +94,16 @@ def build_vae(arch: VAEArch, empty: bool = False) -> torch.nn.Module:
         vae = WanVideoVAE(z_dim=arch.z_dim)
     with _init_context(empty):
         vae.model = VideoVAE_(dim=arch.dim, z_dim=arch.z_dim).eval().requires_grad_(False)
+        if arch.decoder_dim_mult is not None:
+            vae.model.decoder = build_vae_decoder(arch).eval().requires_grad_(False)
     return vae.eval()
+
+
+def build_vae_decoder(arch: VAEArch) -> torch.nn.Module:
+    """The VAE's ``Decoder3d`` at ``arch.decoder_mult`` (``VideoVAE_`` builds it at the encoder's widths)."""
+    from diffsynth.models.wan_video_vae import Decoder3d
+
+    return Decoder3d(arch.dim, arch.z_dim, list(arch.decoder_mult), temperal_upsample=[True, True, False])
 
 
 def build_image_encoder(arch: ImageEncoderArch, empty: bool = False) -> torch.nn.Module:

@@ -123,6 +123,20 @@ class VAEArch:
 
     dim: int = 96
     z_dim: int = 16
+    # The decoder's widths in units of ``dim`` (its stages run mult[-1], then mult reversed, from the latents to
+    # the pixels); None: the encoder's (1, 2, 4, 4), as Wan's. A wider decoder decodes the same latents
+    # (``wanray.training.vae_widen``), so a DiT trained on them stays valid.
+    decoder_dim_mult: tuple[int, int, int, int] | None = None
+
+    @property
+    def decoder_mult(self) -> tuple[int, ...]:
+        return self.decoder_dim_mult or (1, 2, 4, 4)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VAEArch":
+        """From ``dataclasses.asdict``'s dict after a JSON round trip (which makes the tuple a list)."""
+        mult = data.get("decoder_dim_mult")
+        return cls(**{**data, "decoder_dim_mult": tuple(mult) if mult is not None else None})
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -187,7 +201,7 @@ class ModelSpec:
         try:
             data["dit"] = DiTArch(**{**data["dit"], "patch_size": tuple(data["dit"]["patch_size"])})
             data["text_encoder"] = TextEncoderArch(**data.get("text_encoder", {}))
-            data["vae"] = VAEArch(**data.get("vae", {}))
+            data["vae"] = VAEArch.from_dict(data.get("vae", {}))
             if data.get("image_encoder") is not None:
                 data["image_encoder"] = ImageEncoderArch(**data["image_encoder"])
             if data.get("vace") is not None:

@@ -196,3 +196,43 @@ def test_the_vae_stages_train_on_the_squared_error_with_loss_mse(tmp_path):
         assert exit_.code == 2  # argparse names the allowed choices
     else:
         raise AssertionError("an unknown --loss was accepted")
+
+
+def test_the_decoder_stage_widens_the_decoder_resumes_it_and_ships_its_widths(tmp_path):
+    """``--decoder-dim-mult``: the checkpoint holds the wider decoder and says so (``vae_arch.json``), a later call
+    resumes it without the flag, and shipping it writes the widths into the model folder's spec."""
+    import random
+    import shutil
+
+    import pytest
+
+    from wanray.loading import load_model_dir
+    from wanray.specs import spec_for_dir
+    from wanray.training.embedded import vae_arch_of
+    from wanray.training.gpu_host import ship
+
+    out, ckpt = tmp_path / "out", tmp_path / "out" / "vae_decoder_stage" / "checkpoint"
+    common = ["--stage", "vae-decoder", "--entries", "2", "--data-seed", str(random.randrange(1000, 100_000)),
+              "--size", "64", "--batch", "2", "--crop", "16", "--clip-frames", "5", "--vae-from",
+              str(EMBEDDED_MODEL_DIR), "--checkpoint-only", "--save-every", "100", "--out", str(out)]
+    assert main([*common, "--steps", "1", "--decoder-dim-mult", "1,2,8,8"]) == 0
+    assert vae_arch_of(ckpt, None).decoder_dim_mult == (1, 2, 8, 8)
+    shipped = _vae_weights(EMBEDDED_MODEL_DIR)
+    assert load_file(str(ckpt / "trainable.safetensors"))["decoder.conv1.weight"].shape[0] == 2 * shipped[
+        "decoder.conv1.weight"].shape[0]
+    assert main([*common, "--steps", "2"]) == 0  # the next call: no flag, the checkpoint knows its widths
+    assert _stage_step(out, "vae_decoder") == 2
+    with pytest.raises(ValueError, match="leave --decoder-dim-mult out to resume it"):
+        main([*common, "--steps", "3", "--decoder-dim-mult", "1,2,6,6"])
+    with pytest.raises(SystemExit):  # argparse: four positive integers
+        main([*common, "--steps", "3", "--decoder-dim-mult", "1,2,8"])
+
+    model = tmp_path / "model"
+    shutil.copytree(EMBEDDED_MODEL_DIR, model)
+    ship("vae-decoder", ckpt, model)
+    spec = spec_for_dir(model)
+    assert spec.vae.decoder_dim_mult == (1, 2, 8, 8) and spec.dit == spec_for_dir(EMBEDDED_MODEL_DIR).dit
+    vae = load_model_dir(model, spec).vae  # the loader checks every shape against the spec
+    written = vae.model.state_dict()
+    assert written["decoder.conv1.weight"].shape[0] == 2 * shipped["decoder.conv1.weight"].shape[0]
+    assert all(torch.equal(written[k], shipped[k]) for k in shipped if k.startswith(("encoder.", "conv1.")))

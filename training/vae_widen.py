@@ -1,0 +1,87 @@
+"""Widen a trained Wan VAE decoder without changing what it decodes: the start of a wider decoder's fine-tune.
+
+The decoder-only stage keeps the encoder (the latents a trained DiT learned) and retrains the decoder. A new,
+wider decoder trained from scratch would first have to relearn what the old one knows; this one starts as the
+old decoder exactly (to float32 rounding) and only adds capacity, as Net2Net's function-preserving widening:
+
+- every old weight is copied into the first channels of its wider layer (``time_conv`` and ``to_qkv`` keep their
+  2 and 3 blocks of channels, each block widened);
+- weights that write a new channel are zero, so new channels hold zeros until training moves them; weights that
+  read a new channel keep their fresh random init, which is what gives the zero-weights a gradient;
+- each ``RMS_norm`` scales by sqrt(channels): its gains shrink by sqrt(old / new) to cancel that, and attention's
+  queries grow by sqrt(new / old) to cancel its 1/sqrt(channels) softmax scale;
+- a residual shortcut that was the identity and becomes a 1x1 convolution (in and out widths now differ) starts
+  as the identity on the old channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from wanray.components import build_vae_decoder
+from wanray.specs import VAEArch
+
+
+def _out_blocks(name: str) -> int:
+    """How many equal blocks a layer's output channels form: time_conv's two time slots, to_qkv's q, k, v."""
+    return 2 if ".time_conv." in name else 3 if ".to_qkv." in name else 1
+
+
+def _widened(name: str, old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """``fresh`` (the wider layer's random init) with ``old`` in its first channels, as the module docstring says."""
+    if name.endswith("gamma"):  # RMS_norm gains [C, 1, ...]: scale sqrt(C) cancelled for the old channels
+        shrink = math.sqrt(old.shape[0] / fresh.shape[0])
+        new = torch.full_like(fresh, shrink)
+        new[: old.shape[0]] = old * shrink
+        return new
+    blocks = _out_blocks(name)
+    old_out, new_out = old.shape[0] // blocks, fresh.shape[0] // blocks
+    new = fresh.clone()
+    new.view(blocks, new_out, *fresh.shape[1:])[:] = 0  # writes to every output channel: zero, then the old ones
+    target = new.view(blocks, new_out, *fresh.shape[1:])[:, :old_out]  # [blocks, old_out, in, ...]
+    source = old.view(blocks, old_out, *old.shape[1:])
+    if old.dim() > 1:  # a weight: old outputs read the old inputs with the old weights, the new inputs with fresh ones
+        target.copy_(fresh.view(blocks, new_out, *fresh.shape[1:])[:, :old_out])
+        target[:, :, : old.shape[1]] = source
+    else:
+        target.copy_(source)
+    if ".to_qkv." in name:  # queries: softmax's 1/sqrt(C) scale cancelled
+        target[0] *= math.sqrt(new_out / old_out)
+    return new
+
+
+def widen_decoder(decoder: torch.nn.Module, arch: VAEArch) -> torch.nn.Module:
+    """A ``Decoder3d`` of ``arch.decoder_mult`` (each stage at least as wide as ``decoder``'s) that decodes as
+    ``decoder`` does; ``decoder`` is not changed."""
+    wider = build_vae_decoder(arch).to(next(decoder.parameters()).device)
+    old, fresh = decoder.state_dict(), wider.state_dict()
+    lost = [name for name in old if name not in fresh]
+    if lost:  # a residual shortcut that was a convolution and would become the identity: its mapping is lost
+        raise ValueError(f"decoder_dim_mult {arch.decoder_mult} drops the layers {lost[:3]} of the decoder being "
+                         "widened: keep each stage's input and output widths different where they were")
+    state = {}
+    for name, tensor in fresh.items():
+        if name in old and old[name].shape == tensor.shape:
+            state[name] = old[name].clone()
+        elif name in old:
+            if any(n < o for n, o in zip(tensor.shape, old[name].shape)):
+                raise ValueError(f"decoder layer {name} would narrow from {tuple(old[name].shape)} to "
+                                 f"{tuple(tensor.shape)}: every stage must keep at least its width")
+            state[name] = _widened(name, old[name], tensor)
+        elif ".shortcut." in name:  # an identity shortcut that became a 1x1 convolution: identity on the old ones
+            state[name] = torch.zeros_like(tensor)
+            if name.endswith("weight"):
+                width = _input_width(decoder, name)
+                state[name][:width, :width].view(width, width, -1)[:, :, 0] = torch.eye(width)
+        else:
+            raise ValueError(f"decoder layer {name} has no counterpart in the decoder being widened")
+    wider.load_state_dict(state)
+    return wider
+
+
+def _input_width(decoder: torch.nn.Module, shortcut_name: str) -> int:
+    """The channels of the residual block (in the old decoder) whose shortcut ``shortcut_name`` is."""
+    block = decoder.get_submodule(shortcut_name.split(".shortcut.")[0])
+    return block.in_dim
