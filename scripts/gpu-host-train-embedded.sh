@@ -29,7 +29,8 @@
 # entries), DATA_SEED (11: not the seeds of the shipped runs' sets, 0, nor of the evaluations, 7 and 1234), BATCH (16
 # clips; DiT 32 samples), CROP (64), CLIP_FRAMES (77), LR (1e-4; whole VAE and DiT 2e-4), SAVE_EVERY (100 steps; DiT
 # 500), WARMUP (VAE stages: linear warm-up steps, STEPS/20 up to 100; the DiT stage sets its own), RESERVE (45 s kept
-# for the last save and the pack), LOSS (VAE stages: l1, or mse, what PSNR measures).
+# for the last save and the pack), LOSS (VAE stages: l1, or mse, what PSNR measures), DECODER_MULT (vae-decoder:
+# widen the decoder first, e.g. 1,2,5,5; the stage step refuses a checkpoint too large to carry).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 11 --out OUT --device cpu ...
 #   python -m wanray.training.embedded --stage dit --entries 1000 --data-seed 11 --frames 77 --out OUT --device cpu ...
@@ -43,13 +44,13 @@ SAVE_EVERY=${SAVE_EVERY:-${d[4]}}; DATA_SEED=${DATA_SEED:-11}; CROP=${CROP:-64};
 RESERVE=${RESERVE:-45}; LOSS=${LOSS:-l1}; WARMUP=${WARMUP:-$(( STEPS / 20 < 100 ? STEPS / 20 : 100 ))}
 MODEL=wanray/embedded_model; LARGE=("$MODEL/Wan2.1_VAE.pth" "$MODEL/diffusion_pytorch_model-00001-of-00001.safetensors")
 CKPT_NAME=${STAGE//-/_}_stage/checkpoint; ENCODER=.frozen/vae_encoder.safetensors
-export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS
+export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS DECODER_MULT
 train() {  # python -m wanray.training.embedded with this run's settings; MODEL: the model folder it starts from
   local run=(--stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" --batch "$BATCH" --lr "$LR"
              --steps "$STEPS" --save-every "$SAVE_EVERY" --checkpoint-only --checkpoint-precision portable)
   if [[ $STAGE == dit ]]; then run+=(--frames "$CLIP_FRAMES" --model "$MODEL")
   else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --warmup "$WARMUP" --loss "$LOSS"
-             --vae-from "$MODEL"); fi
+             --vae-from "$MODEL" ${DECODER_MULT:+--decoder-dim-mult "$DECODER_MULT"}); fi
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }

@@ -51,14 +51,16 @@ case ${1:?usage: $0 stage|call SECONDS OUT [wait]} in
     if [[ ! -d .ckpt-vae ]]; then PY=python3 step0  # the model's files came instead (the tree's 64 MiB hold either)
     elif [[ ! -f .ckpt-vae/trainable.safetensors ]]; then cp .ckpt/trainable.safetensors .ckpt-vae/; fi
     bench() { python3 bench/embedded_vae_capacity.py --model "$MODEL" --checkpoint "$1" --json "$2"; }
-    bench .ckpt-vae /tmp/cap-before.json
-    left=$((budget - (SECONDS - started) - 90))   # 90 s: the benches after and the merge
+    [[ ${BEFORE:-1} == 0 ]] || bench .ckpt-vae /tmp/cap-before.json  # BEFORE=0: known already (the CPU's)
+    left=$((budget - (SECONDS - started) - ${RESERVE:-90}))   # RESERVE: the benches after and the merge
+    runs=()
     for lr in $LRS; do
       mkdir -p "/tmp/ovf$lr/vae_stage" && rm -rf "/tmp/ovf$lr/vae_stage/checkpoint"
       cp -r .ckpt-vae "/tmp/ovf$lr/vae_stage/checkpoint"
       (overfit --device cuda --lr "$lr" --out "/tmp/ovf$lr" --max-seconds "$left") > "/tmp/ovf$lr.log" 2>&1 &
+      runs+=($!)
     done
-    wait
+    wait "${runs[@]}"  # these only: a bare `wait` also waits for the log's tee, which never ends (two calls hung)
     for lr in $LRS; do
       grep "step" "/tmp/ovf$lr.log" | awk 'NR % 5 == 0' | sed "s/^/lr $lr: /"; tail -1 "/tmp/ovf$lr.log"
       bench "/tmp/ovf$lr/vae_stage/checkpoint" "/tmp/cap-ovf$lr.json"
