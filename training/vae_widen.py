@@ -74,7 +74,7 @@ def widen_decoder(decoder: torch.nn.Module, arch: VAEArch) -> torch.nn.Module:
             state[name] = torch.zeros_like(tensor)
             if name.endswith("weight"):
                 width = _input_width(decoder, name)
-                state[name][:width, :width].view(width, width, -1)[:, :, 0] = torch.eye(width)
+                state[name][:width, :width, 0, 0, 0] = torch.eye(width)  # a CausalConv3d of kernel 1
         else:
             raise ValueError(f"decoder layer {name} has no counterpart in the decoder being widened")
     wider.load_state_dict(state)
