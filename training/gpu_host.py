@@ -90,11 +90,11 @@ def ship(stage: str, ckpt_dir: Path, model_dir: Path) -> Path:
         if state.keys() != shipped.keys() or any(state[k].shape != shipped[k].shape for k in state):
             raise ValueError(f"{ckpt_dir} does not fit {model_dir}'s DiT and VACE")
         return write_dit_shards(model_dir, state, dtype=torch.bfloat16)[0]
-    arch = vae_arch_of(ckpt_dir, components.spec.vae)  # a widened decoder's widths: the model folder's spec takes them
-    spec = replace(components.spec, vae=arch)
+    arch = vae_arch_of(ckpt_dir, components.spec.vae)
     vae = build_vae(arch)
     vae.model.load_state_dict(weights)
-    spec.save(model_dir)
+    if arch != components.spec.vae:  # a widened decoder: the model folder's spec takes its widths
+        replace(components.spec, vae=arch).save(model_dir)
     return write_vae(model_dir, vae, torch.bfloat16)
 
 
