@@ -46,7 +46,6 @@ def assemble(model_dir: Path, encoder: Path, ckpt_dir: Path, out: Path) -> Path:
     from wanray.model_writer import VAE_FILE, write_dit_shards, write_vae
     from wanray.specs import spec_for_dir
     from wanray.training.checkpoint import load_checkpoint, replace_atomically
-    from wanray.training.embedded import vae_arch_of
     from wanray.training.embedded_dit import dit_file_state
 
     spec = spec_for_dir(model_dir)

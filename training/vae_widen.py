@@ -38,8 +38,7 @@ def _widened(name: str, old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
         return new
     blocks = _out_blocks(name)
     old_out, new_out = old.shape[0] // blocks, fresh.shape[0] // blocks
-    new = fresh.clone()
-    new.view(blocks, new_out, *fresh.shape[1:])[:] = 0  # writes to every output channel: zero, then the old ones
+    new = torch.zeros_like(fresh)  # what writes a new output channel stays zero
     target = new.view(blocks, new_out, *fresh.shape[1:])[:, :old_out]  # [blocks, old_out, in, ...]
     source = old.view(blocks, old_out, *old.shape[1:])
     if old.dim() > 1:  # a weight: old outputs read the old inputs with the old weights, the new inputs with fresh ones

@@ -149,7 +149,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--out must end in .mp4, got {out.name!r}")
     generator = WanGenerator.load(
         ModelConfig(model=args.model, model_spec=args.model_spec, device=args.device, dtype=args.dtype,
-                    vae_dtype=args.vae_dtype, attention=args.attention, fp8_storage=args.fp8_storage, fp8_compute=args.fp8_compute)
+                    vae_dtype=args.vae_dtype, attention=args.attention, fp8_storage=args.fp8_storage,
+                    fp8_compute=args.fp8_compute)
     )
     result = generator.generate(gen_config, show_progress=not args.no_progress)
     path = result.save(out)

@@ -69,14 +69,18 @@ def resolve_device(device: str) -> torch.device:
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def _named_dtype(name: str, setting: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"{setting} must be auto, bfloat16, float16 or float32, got {name!r}") from None
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         # float32 on a CPU: bf16 matmuls and convolutions are emulated (slow) on CPUs without AVX512-BF16/AMX
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise ValueError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
+    return _named_dtype(dtype, "dtype")
 
 
 def resolve_vae_dtype(vae_dtype: str, device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -87,10 +91,7 @@ def resolve_vae_dtype(vae_dtype: str, device: torch.device, dtype: torch.dtype) 
         if device.type == "cpu" and dtype == torch.float32 and accel.bf16_beats_fp32_on_this_cpu():
             return torch.bfloat16
         return dtype
-    try:
-        return DTYPES[vae_dtype]
-    except KeyError:
-        raise ValueError(f"vae_dtype must be auto, bfloat16, float16 or float32, got {vae_dtype!r}") from None
+    return _named_dtype(vae_dtype, "vae_dtype")
 
 
 @dataclass
