@@ -54,6 +54,14 @@ train() {  # python -m wanray.training.embedded with this run's settings; MODEL:
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }
+moments_bytes() {  # Adam's float8 moments, 2 bytes per trained value, which a step-0 checkpoint does not hold yet
+  python3 - "$1/trainable.safetensors" "$([[ $STAGE == vae-decoder ]] && echo decoder.)" <<'EOF'
+import json, math, struct, sys
+with open(sys.argv[1], "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+print(sum(2 * math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and k.startswith(sys.argv[2])))
+EOF
+}
 holds_dit() { grep -q '"dit\.' < <(head -c 1000000 "$1/trainable.safetensors"); }  # the safetensors header names it
 
 case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DIR] LABEL|ship} in
@@ -80,7 +88,12 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     carried=(.bundle/* .ckpt/*); [[ -d .frozen ]] && carried+=(.frozen/*)
     size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat "${carried[@]}" | wc -c) ))
     echo "this call carries $((size / 1048576)) MiB (64 at most): checkpoint at step $(step_of .ckpt), $(ls .bundle | tr '\n' ' ')"
-    (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; } ;;
+    (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; }
+    if (( $(step_of .ckpt) == 0 )); then  # the calls after this one carry the moments too: refuse a run they cannot
+      size=$(( size + $(moments_bytes .ckpt) ))
+      echo "the calls after it carry $((size / 1048576)) MiB with Adam's moments"
+      (( size <= 64 * 1048576 )) || { echo "too large to resume: a run this size cannot go past one call" >&2; exit 1; }
+    fi ;;
   call)  # on the GPU host: everything this call needs, then OUT/checkpoint.tar.part-* and OUT/call.log
     budget=${2:?seconds this call may take}; out=${3:?OUT}; mkdir -p "$out"; started=$SECONDS
     exec > >(tee "$out/call.log") 2>&1
