@@ -25,28 +25,28 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from embedded_targets import FPS, RESULTS, generate, vae_round_trip  # noqa: E402
+from embedded_targets import FPS, RESULTS, dancer_pixels, generate, vae_round_trip  # noqa: E402
 from gpu_common import table  # noqa: E402
 
 from wanray import ModelConfig  # noqa: E402
 from wanray.datasets.synth import SynthConfig, plan_entry, render_media  # noqa: E402
-from wanray.datasets.truth import REGIONS, clip_truth  # noqa: E402
+from wanray.datasets.truth import REGIONS, ClipTruth, clip_truth  # noqa: E402
 from wanray.generation import WanGenerator  # noqa: E402
 from wanray.video import frames_to_array  # noqa: E402
 
 EDGE_SOBEL = 60.0  # grey-level Sobel magnitude (0-255 pixels) that counts as an edge
 
 
-def pixel_classes(reference: np.ndarray, background: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
-    """Class name -> [T, H, W] bool. reference, background: uint8 [T, H, W, 3]."""
-    scene = (reference == background).all(-1)
+def pixel_classes(reference: np.ndarray, truth: ClipTruth) -> dict:
+    """Class name -> [T, H, W] bool. reference: uint8 [T, H, W, 3]."""
+    scene = ~dancer_pixels(reference, truth)
     grey = reference.astype(np.float32).mean(-1)
     edges = np.hypot(ndimage.sobel(grey, axis=1), ndimage.sobel(grey, axis=2)) > EDGE_SOBEL
     edges = ndimage.binary_dilation(edges, structure=np.ones((1, 3, 3), bool))  # per frame, not across time
     classes = {"all": np.ones_like(scene), "scene": scene, "scene, flat": scene & ~edges,
                "scene, edges": scene & edges, "dancer": ~scene, "dancer, flat": ~scene & ~edges,
                "dancer, edges": ~scene & edges}
-    return classes | {f"dancer: {r}": masks[r] for r in REGIONS}
+    return classes | {f"dancer: {r}": truth.masks[r] for r in REGIONS}
 
 
 class ErrorTally:
@@ -90,10 +90,11 @@ def main() -> None:
         media = render_media(plan, args.frames, FPS)
         reference = frames_to_array(media.video)
         truth = clip_truth(plan.character, plan.dance, plan.placement, plan.layout, args.frames, FPS)
-        classes = pixel_classes(reference, truth.background, truth.masks)
+        classes = pixel_classes(reference, truth)
         tallies["VAE round trip"].add(vae_round_trip(generator, media.video), reference, classes)
         if not args.no_generate:
-            tallies["generated"].add(generate(generator, media.photo, plan.prompt, media.pose, args)[0], reference, classes)
+            generated = generate(generator, media.photo, plan.prompt, media.pose, args)[0]
+            tallies["generated"].add(generated, reference, classes)
         print(f"[{i + 1}/{args.entries}] {plan.id} {plan.scene}", flush=True)
     columns = ["pixels", "share of pixels", "share of squared error", "PSNR dB"]
     lines = [f"# Where the error sits: `{args.label}`", "",
