@@ -341,9 +341,8 @@ def write_strips(entries, demo, astronaut, directory: Path, label: str) -> dict[
 # -- report --
 
 ENTRY_COLUMNS = ["id", "dance", "scene", "vae_psnr_min", "vae_dancer_psnr", "psnr_mean", "psnr_min", "dancer_psnr",
-                 "ssim_mean", "delta_e_hair_max",
-                 "delta_e_top_max", "delta_e_bottom_max", "motion_px", "frozen_px", "calibration_px", "missed",
-                 "scored_ends", "seconds"]
+                 "ssim_mean", "delta_e_hair_max", "delta_e_top_max", "delta_e_bottom_max", "motion_px", "frozen_px",
+                 "calibration_px", "missed", "scored_ends", "seconds"]
 
 
 def fmt(row: dict, columns: list[str]) -> dict:
