@@ -25,7 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from embedded_targets import FPS, RESULTS, dancer_pixels, generate, vae_round_trip  # noqa: E402
+from embedded_targets import (  # noqa: E402
+    FPS, RESULTS, dancer_pixels, generate, pooled_psnr, squared_error, vae_round_trip)
 from gpu_common import table  # noqa: E402
 
 from wanray import ModelConfig  # noqa: E402
@@ -57,7 +58,7 @@ class ErrorTally:
         self.counts: dict[str, int] = {}
 
     def add(self, output: np.ndarray, reference: np.ndarray, classes: dict[str, np.ndarray]) -> None:
-        se = ((output.astype(np.float32) - reference.astype(np.float32)) ** 2).mean(-1)  # [T, H, W]
+        se = squared_error(output, reference)  # [T, H, W]
         for name, mask in classes.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(se[mask].sum())
             self.counts[name] = self.counts.get(name, 0) + int(mask.sum())
@@ -66,7 +67,7 @@ class ErrorTally:
         total_se, total_px = self.sums["all"], self.counts["all"]
         return [{"pixels": name, "share of pixels": f"{self.counts[name] / total_px:.3f}",
                  "share of squared error": f"{self.sums[name] / total_se:.3f}",
-                 "PSNR dB": f"{10 * np.log10(255.0**2 * self.counts[name] / self.sums[name]):.2f}"}
+                 "PSNR dB": f"{pooled_psnr(self.sums[name], self.counts[name]):.2f}"}
                 for name in self.sums if self.counts[name]]
 
 

@@ -58,7 +58,7 @@ from wanray.datasets.truth import (  # noqa: E402
     readable_ends,
 )
 from wanray.generation import WanGenerator  # noqa: E402
-from wanray.metrics import compare_videos, psnr_per_frame, region_delta_e  # noqa: E402
+from wanray.metrics import DATA_RANGE, PSNR_CAP, compare_videos, psnr_per_frame, region_delta_e  # noqa: E402
 from wanray.video import fit, frames_to_array  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,10 +99,22 @@ def dancer_pixels(reference: np.ndarray, truth: ClipTruth) -> np.ndarray:
     return (reference != truth.background).any(-1)
 
 
+def squared_error(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """[T, H, W] squared error per pixel (mean over RGB) of uint8 [T, H, W, 3] clips."""
+    return ((output.astype(np.float32) - reference.astype(np.float32)) ** 2).mean(-1)
+
+
+def pooled_psnr(se_sum: float, pixels: int) -> float:
+    """PSNR of the mean squared error over ``pixels``, capped as ``wanray.metrics.psnr_per_frame`` caps it."""
+    if not pixels:
+        return float("nan")
+    mse = se_sum / pixels
+    return float(min(10 * np.log10(DATA_RANGE**2 / mse), PSNR_CAP)) if mse > 0 else PSNR_CAP
+
+
 def masked_psnr(output: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
     """PSNR over the masked pixels of uint8 [T, H, W, 3] clips, pooled over frames."""
-    se = ((output.astype(np.float32) - reference.astype(np.float32)) ** 2).mean(-1)[mask]
-    return float(10 * np.log10(255.0**2 / max(float(se.mean()), 1e-10))) if se.size else float("nan")
+    return pooled_psnr(float(squared_error(output, reference)[mask].sum()), int(mask.sum()))
 
 
 def score(generated: np.ndarray, reference: np.ndarray, truth: ClipTruth) -> dict:
