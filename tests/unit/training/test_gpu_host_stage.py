@@ -127,7 +127,9 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
 
 def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Path, bundle: Path,
                                                                   tmp_path: Path) -> None:
-    # the whole VAE's 14 M parameters, with their moments, take a resumed call's carry past 64 MiB: one call only
+    # the whole VAE's 14 M parameters, with their moments, take a resumed call's carry past 64 MiB beside a bundle
+    # part the size of the real one (7.5 MB): one call only
+    (bundle / "part-02.tar.xz").write_bytes(np.random.default_rng().bytes(7_500_000))
     refused = script(checkout, "stage", str(bundle), "part-02", STAGE="vae")
     assert refused.returncode == 1 and "ONE_CALL=1" in refused.stderr, refused.stdout
     shutil.rmtree(checkout / ".ckpt")
