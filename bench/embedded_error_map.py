@@ -26,7 +26,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from embedded_targets import (  # noqa: E402
-    FPS, RESULTS, dancer_pixels, generate, pooled_psnr, squared_error, vae_round_trip)
+    FPS, RESULTS, dancer_pixels, generate, md_table, pooled_psnr, squared_error, vae_round_trip)
 from gpu_common import table  # noqa: E402
 
 from wanray import ModelConfig  # noqa: E402
@@ -106,8 +106,7 @@ def main() -> None:
     for name, tally in tallies.items():
         rows = tally.rows()
         print(f"\n{name}\n{table(rows, columns)}")
-        lines += [f"## {name}", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-        lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows] + [""]
+        lines += [f"## {name}", "", md_table(rows, columns), ""]
     path = RESULTS / f"embedded_error_map_{args.label}.md"
     path.write_text("\n".join(lines))
     print(f"\nwrote {path}")

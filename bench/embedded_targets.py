@@ -393,13 +393,13 @@ def markdown(args, generator, entries, demo, astronaut, goals, strips, speed, st
         "",
         "## Targets",
         "",
-        _md_table(target_rows(goals), ["target", "measured", "threshold", "met", "margin"]),
+        md_table(target_rows(goals), ["target", "measured", "threshold", "met", "margin"]),
         "",
         "Each target's detail: " + "; ".join(f"**{g['target']}**: {g['note']}" for g in goals) + ".",
         "",
         "## Entries",
         "",
-        _md_table([fmt(e["row"], ENTRY_COLUMNS) for e in entries + [demo]], ENTRY_COLUMNS),
+        md_table([fmt(e["row"], ENTRY_COLUMNS) for e in entries + [demo]], ENTRY_COLUMNS),
         "",
         "`demo` is `wanray demo`'s clip, scored against the example character's rendered anime clip; it is not in "
         "the targets' summary. `frozen_px`: the generated clip replaced by reference frame 0 held still (a figure "
@@ -427,7 +427,7 @@ def model_digest(model: str) -> str:
     return hashlib.sha256(json.dumps(model_identity(model), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _md_table(rows: list[dict], columns: list[str]) -> str:
+def md_table(rows: list[dict], columns: list[str]) -> str:
     head = "| " + " | ".join(columns) + " |\n| " + " | ".join("---" for _ in columns) + " |\n"
     return head + "\n".join("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows)
 
