@@ -201,9 +201,13 @@ class EncodeRows:
 
     def __init__(self, model: str, model_spec: str | None, device: str, dtype: str, tiled: bool):
         from wanray.config import ModelConfig
-        from wanray.generation import WanGenerator
+        from wanray.generation import WanGenerator, resolve_device, resolve_dtype
 
-        self.generator = WanGenerator.load(ModelConfig(model=model, model_spec=model_spec, device=device, dtype=dtype))
+        # Latents are training data: the VAE runs in the encoders' dtype, never generation's CPU choice
+        # (vae_dtype auto times bf16 against float32 in each process), so every actor and run writes the same ones.
+        vae_dtype = str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
+        self.generator = WanGenerator.load(ModelConfig(model=model, model_spec=model_spec, device=device, dtype=dtype,
+                                                       vae_dtype=vae_dtype))
         free_denoisers(self.generator.pipe)
         self.tiled = tiled
 
