@@ -31,8 +31,8 @@
 # clips; DiT 32 samples), CROP (64), CLIP_FRAMES (77), LR (1e-4; whole VAE and DiT 2e-4), SAVE_EVERY (100 steps; DiT
 # 500), WARMUP (VAE stages: linear warm-up steps, STEPS/20 up to 100; the DiT stage sets its own), RESERVE (45 s kept
 # for the last save and the pack), LOSS (VAE stages: l1, or mse, what PSNR measures), DECODER_MULT (vae-decoder:
-# widen the decoder first, e.g. 2,2,4,4; the stage step refuses a run whose later calls, Adam's moments included,
-# would not fit the carry: 1,2,5,5 does not), ONE_CALL (1: run it anyway, as one call with STEPS what that call
+# widen the shipped (2,2,4,4) decoder first, e.g. 2,3,4,4; the stage step refuses a run whose later calls, Adam's
+# moments included, would not fit the carry: 2,2,5,5 does not), ONE_CALL (1: run it anyway, as one call with STEPS what that call
 # reaches, then ship; the whole VAE, 14 M parameters, needs it: its moments take the carry past 64 MiB).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 11 --out OUT --device cpu ...
