@@ -43,13 +43,13 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE (run 12 of training/README.md), fitted 2026-12-06 on a 2-core CPU: 4 synthetic photos x
-    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0033..0.153.
-    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.00086, at 150).
-    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Run 11's DiT: R^2 0.86; run 6's: 0.79.)
+    # The bundled DiT + VACE (run 15 of training/README.md), fitted 2026-12-07 on a 2-core CPU: 4 synthetic photos x
+    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0031..0.155.
+    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.00093, at 150).
+    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Runs 11, 12's DiT: R^2 0.86; run 6's: 0.79.)
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(-1.60680717e03, 4.05632341e02, -2.78487783e01, 7.66229617e-01, -2.25647673e-04),
-        weights_sha256="3cd28b6f4d1fd7289e13973284f2b79bb471ebbced2ac93617f9bc509d5ef0c8",
+        coefficients=(-1.47248189e03, 3.76143410e02, -2.60059909e01, 7.17831936e-01, -5.27718296e-05),
+        weights_sha256="57148ad2ad25a7942cff243a0b5cd55962bf9a16e989a10ed2622e17d39dc4f8",
         command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 "
                 "--frames 77 --json points.json, then python -m wanray.tea_cache fit points.json --degree 4",
     ),
