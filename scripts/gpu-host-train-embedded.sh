@@ -82,6 +82,7 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
       rm -rf .ckpt /tmp/wanray-step0
       PY=${PY:-.venv/bin/python} MODEL=$MODEL train --device cpu --out /tmp/wanray-step0 --max-seconds 0
       mv "/tmp/wanray-step0/$CKPT_NAME" .ckpt && rm -rf /tmp/wanray-step0
+      python3 -c 'import uuid; print(uuid.uuid4())' > .ckpt/run_id  # which run a warm machine's checkpoint belongs to
     fi
     rm -rf .frozen
     if [[ $STAGE == dit ]]; then "${PY:-.venv/bin/python}" -m wanray.training.gpu_host carry-encoder "$MODEL" "$ENCODER"; fi
@@ -108,9 +109,14 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     export PYTHONUNBUFFERED=1
     source scripts/gpu-host-install.sh && install_on_gpu_host "$py" "$site"
     echo "install: $((SECONDS - started)) s"
-    mkdir -p "$work/$CKPT_NAME"   # a warm machine keeps the last call's checkpoint: take the newer of the two
-    if [[ ! -f $work/$CKPT_NAME/trainer_state.json ]] || (( $(step_of .ckpt) > $(step_of "$work/$CKPT_NAME") )); then
-      rm -rf "$work/$CKPT_NAME" && cp -r .ckpt "$work/$CKPT_NAME"
+    # a warm machine keeps the last call's checkpoint: take it when it is this run's (the stage step's run_id) and
+    # newer than the carried one (that call's files were lost), else the carried one (another run's, or older)
+    run_id=$(cat .ckpt/run_id 2>/dev/null || echo none); kept=$work/$CKPT_NAME
+    if [[ $run_id != none && -f $kept/trainer_state.json && $(cat "$kept.run_id" 2>/dev/null) == "$run_id" ]] &&
+       (( $(step_of "$kept") > $(step_of .ckpt) )); then
+      echo "call: this machine kept step $(step_of "$kept") of this run: resuming from it"
+    else
+      rm -rf "$kept" && mkdir -p "$(dirname "$kept")" && cp -r .ckpt "$kept" && echo "$run_id" > "$kept.run_id"
     fi
     cd "$work"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
     start_from=$OLDPWD/$MODEL
@@ -128,7 +134,9 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
       dir=$(find /work/.device -name checkpoint.tar.part-aa -printf '%T@ %h\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-); }
     [[ -f $dir/checkpoint.tar.part-aa ]] || { echo "collect: no checkpoint.tar.part-* in ${dir:-/work/.device}" >&2; exit 1; }
     rm -rf .ckpt.new && mkdir .ckpt.new && cat "$dir"/checkpoint.tar.part-* | tar -C .ckpt.new -xf -
-    step_of .ckpt.new > /dev/null && rm -rf .ckpt && mv .ckpt.new .ckpt
+    step_of .ckpt.new > /dev/null   # a whole checkpoint, else stop here and keep .ckpt
+    if [[ -f .ckpt/run_id ]]; then cp .ckpt/run_id .ckpt.new/; fi   # the same run's next call
+    rm -rf .ckpt && mv .ckpt.new .ckpt
     mkdir -p bench/results/embedded_calls && log=bench/results/embedded_calls/$label.log
     cp "$dir/call.log" "$log" && echo "collect: checkpoint at step $(step_of .ckpt); log in $log" ;;
   ship)  # here: the checkpoint's DiT or VAE into the package (bf16, as shipped)

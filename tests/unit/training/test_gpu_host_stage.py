@@ -71,6 +71,7 @@ def test_stage_carries_a_step_0_checkpoint_and_the_parts_not_the_large_files(che
     # the step-0 checkpoint is the shipped VAE, whole (the large file it replaces stays out of the carry)
     weights = load_file(str(checkout / ".ckpt/trainable.safetensors"))
     assert step_of(checkout / ".ckpt") == 0 and "decoder.head.2.weight" in weights and "encoder.conv1.weight" in weights
+    assert len((checkout / ".ckpt/run_id").read_text().strip()) == 36  # a uuid: the run its calls belong to
     assert git(checkout, "status", "--porcelain", "--ignored", "--", ".ckpt", ".bundle").count("!!") == 2
 
     done = script(checkout, "stage", "none")
@@ -112,6 +113,7 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
     collected = script(checkout, "collect", str(out), "test-call")
     assert collected.returncode == 0, collected.stderr
     assert step_of(checkout / ".ckpt") == 3
+    assert (checkout / ".ckpt/run_id").read_text() == (checkout / ".ckpt.step0/run_id").read_text()
     assert (checkout / "bench/results/embedded_calls/test-call.log").read_text() == (out / "call.log").read_text()
     # the decoder trained; the encoder (the shipped DiT's latent space) kept its weights, to bf16
     shipped = load_file(str(checkout / ".ckpt.step0/trainable.safetensors"))
@@ -120,10 +122,20 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
     assert all(torch.equal(trained[k], shipped[k]) for k in shipped if k.startswith("encoder."))
     assert any(not torch.equal(trained[k], shipped[k]) for k in shipped if k.startswith("decoder."))
 
-    # a call on a machine that kept its own newer checkpoint takes that one, not the older carried one
+    # a warm machine that kept this run's newer checkpoint (the last call's files were lost) resumes from it
+    shutil.rmtree(checkout / ".ckpt")
+    shutil.copytree(checkout / ".ckpt.step0", checkout / ".ckpt")
     again = script(checkout, "call", "300", str(tmp_path / "out2"), STEPS="4", **work)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "kept step 3 of this run" in again.stdout
     assert "resumed at step 3" in again.stdout and "checkpoint at step 4" in again.stdout
+    # but never from another run's: a new run (a new stage step) starts at its own step 0 on that machine
+    shutil.rmtree(checkout / ".ckpt")
+    assert script(checkout, "stage", str(bundle), "part-02").returncode == 0
+    other = script(checkout, "call", "300", str(tmp_path / "out3"), **work)
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "kept step" not in other.stdout
+    assert "resumed at step 0" in other.stdout and "checkpoint at step 3" in other.stdout
 
 
 def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Path, bundle: Path,
