@@ -43,13 +43,13 @@ class CoefficientSet:
 
 EMBEDDED_ID = "wanray-embedded"
 COEFFICIENTS: dict[str, CoefficientSet] = {
-    # The bundled DiT + VACE (run 15 of training/README.md), fitted 2026-12-07 on a 2-core CPU: 4 synthetic photos x
-    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0031..0.155.
-    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.00093, at 150).
-    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Runs 11, 12's DiT: R^2 0.86; run 6's: 0.79.)
+    # The bundled DiT + VACE (run 16 of training/README.md), fitted 2026-12-07 on a 2-core CPU: 4 synthetic photos x
+    # 12/25/50 steps at the model's 128x128x77 and its default cfg 1 = 336 points, input changes 0.0031..0.156.
+    # Degree 4 as DiffSynth's sets, R^2 0.86; positive over runs of 4-150 steps (lowest 0.00087, at 150).
+    # Points and fit: bench/results/tea_cache_calibration_embedded.json. (Runs 11, 12, 15's DiT: R^2 0.86; run 6's: 0.79.)
     EMBEDDED_ID: CoefficientSet(
-        coefficients=(-1.47248189e03, 3.76143410e02, -2.60059909e01, 7.17831936e-01, -5.27718296e-05),
-        weights_sha256="57148ad2ad25a7942cff243a0b5cd55962bf9a16e989a10ed2622e17d39dc4f8",
+        coefficients=(-1.39972696e03, 3.60057302e02, -2.50190259e01, 6.92452683e-01, -4.09631041e-05),
+        weights_sha256="b53fdda56ceb51e347471a9218b47bcd2aa7806c676d60e8430276399cb85d5d",
         command="python -m wanray.tea_cache calibrate --model embedded --cases 4 --seed 1000 --steps 12,25,50 "
                 "--frames 77 --json points.json, then python -m wanray.tea_cache fit points.json --degree 4",
     ),
