@@ -23,7 +23,8 @@
 # - dit: the DiT and its VACE branch on rendered entries encoded by the shipped encoders, in one process (no Ray:
 #   wanray.training.embedded_dit). The call also carries the VAE's encoder half (.frozen/, 12 MB), from which the host
 #   rebuilds a model folder (python -m wanray.training.gpu_host assemble).
-# The first stage step makes a step-0 checkpoint of the shipped model. The stage step leaves the model's two large
+# The first stage step makes a step-0 checkpoint of the shipped model and names the run (.ckpt/run_id): a warm
+# machine's kept checkpoint is resumed only by the same run's calls. The stage step leaves the model's two large
 # files out of the checkout, so checkout + bundle part + checkpoint fit one call; it refuses what does not.
 # Settings (environment; keep them the same for every call of a run): STAGE (vae-decoder), STEPS (the cosine's
 # length: 3000 for the VAE's decoder, 2000 for the whole VAE, 6000 for the DiT), ENTRIES (600; DiT 1000 rendered
