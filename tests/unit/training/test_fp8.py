@@ -15,27 +15,28 @@ FP8 = ["scaling.use_gpu=true", "strategy.fp8=true"]
 # test cannot pass or fail by the draw. The seeds are 0 and 1 (timesteps 907 and 339) and 128, which has the lowest
 # timestep (20) of seeds 0-199. The error depends mostly on the timestep: low timesteps give the largest.
 # Measured over seeds 0-199 (bench/results/fp8_grad_error_cpu.md); one draw at timestep 1000 is left out, because
-# its loss weight is 0. On the shipped weights (runs 16 + 18: bench/results/embedded_run16_h100.md):
-#   gradient relative error   min 0.079  median 0.105  p95 0.157  max 0.191   (these seeds: 0.086, 0.111, 0.157)
-#   loss relative difference  min 0.000  median 0.011  p95 0.035  max 0.054   (0.010, 0.010, 0.005)
-#   gradient cosine           min 0.982  median 0.995                          (0.996, 0.994, 0.988)
-# On run 15's they were: gradient max 0.181, loss max 0.053, cosine min 0.984; run 14's: 0.182, 0.048; run 12's:
-# 0.180, 0.048.
-# On run 11's they were: gradient max 0.184, loss max 0.055, cosine min 0.983.
-# On run 10's they were: gradient max 0.175, loss max 0.057, cosine min 0.985.
-# On run 6's (751c476) they were: gradient max 0.182, loss max 0.044, cosine min 0.984.
+# its loss weight is 0. On the shipped weights (runs 19 + 20: bench/results/embedded_run19-20_h100.md):
+#   gradient relative error   min 0.084  median 0.111  p95 0.146  max 0.173   (these seeds: 0.129, 0.114, 0.162)
+#   loss relative difference  min 0.000  median 0.028  p95 0.059  max 0.087   (0.048, 0.031, 0.019)
+#   gradient cosine           min 0.985  median 0.994                          (0.993, 0.994, 0.987)
+# On runs 16 + 18's they were: gradient max 0.191, loss max 0.054, cosine min 0.982; run 15's: 0.181, 0.053, 0.984;
+# run 14's: 0.182, 0.048; run 12's: 0.180, 0.048; run 11's: 0.184, 0.055, 0.983; run 10's: 0.175, 0.057, 0.985;
+# run 6's (751c476): 0.182, 0.044, 0.984.
+# The loss difference grew 2.5x on runs 19 + 20's weights, not through the code (runs 16 + 18's weights still give
+# seed 0 0.010) nor the casts (each linear's own error is unchanged): the text cross-attention of the last DiT and
+# VACE blocks now amplifies the query's unchanged ~7% float8 error 3-4x instead of ~2x (the md file's session 21).
 # Each e4m3 cast is off by ~2.7%, and no tensor has outliers. The trained DiT amplifies that rounding, most of
 # all at low noise: the prediction is ~4% off at timestep 900 and ~21% off at timestep 20. The first bound,
 # 0.15, was set on the untrained weights, which gave 0.046-0.062.
 # Each bound is >= 1.3x the worst of the 199 draws on each of these weights (gradient: 0.25 = 1.31x runs 16 + 18's
-# 0.191; loss: 0.08 = 1.4x run 10's 0.057), so new weights of the same kind still pass. Saturating casts
+# 0.191; loss: 0.12 = 1.38x runs 19 + 20's 0.087), so new weights of the same kind still pass. Saturating casts
 # (scale 64x too large) give error ~1.0 and cosine ~0. Inputs and weights in e5m2 instead of e4m3 give 0.27 on
 # seed 128. The floor is 7x under the smallest error measured and far above float32's own noise (~1e-6), which
 # shows that FP8 ran.
 # After new weights, re-measure with: nice -n 10 .venv/bin/python bench/fp8_grad_error.py --draws 200
 SEEDS = (0, 1, 128)
 GRAD_BOUND = 0.25
-LOSS_BOUND = 0.08
+LOSS_BOUND = 0.12
 COSINE_MIN = 0.97
 GRAD_FLOOR = 0.01
 
