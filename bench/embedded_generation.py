@@ -22,32 +22,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_common import table  # noqa: E402
 
-from wanray import GenerationConfig, ModelConfig  # noqa: E402
+from wanray import GenerationConfig, ModelConfig, accel  # noqa: E402
 from wanray.cli_generate import EXAMPLE_PHOTO, EXAMPLE_PROMPT  # noqa: E402
 from wanray.generation import WanGenerator  # noqa: E402
 
 
-def diffsynth_defaults(generator: WanGenerator) -> None:
-    """Undo what our adapter changes on CPU, leaving DiffSynth's own code paths. The generator must be loaded with
-    ``vae_dtype="float32"``: DiffSynth runs the VAE in the pipeline's dtype."""
+def load_diffsynth_paths() -> WanGenerator:
+    """The embedded model with what our adapter changes on CPU undone, leaving DiffSynth's own code paths: the VAE
+    in the pipeline's float32, torch conv3d, DiffSynth's tiled VAE, every encode run."""
     from diffsynth.models.wan_video_vae import WanVideoVAE
 
+    generator = WanGenerator.load(ModelConfig(model="embedded", device="cpu", vae_dtype="float32"))
     for module in generator.pipe.vae.modules():
         if isinstance(module, torch.nn.Conv3d) and "_conv_forward" in module.__dict__:
             del module._conv_forward
     generator.pipe.vae.__class__ = WanVideoVAE
     vars(generator.pipe.vae).pop("encode", None)  # accel.memoize_zero_clip_encodes: back to WanVideoVAE.encode
-
-
-def use_kernels_of(label: str, generator: WanGenerator) -> None:
-    """RoPE is one module-level function for every DiT in the process: set the path's own before each clip."""
-    from wanray import accel
-
-    models = (generator.pipe.dit, generator.pipe.vace)
-    if label == "ours":
-        accel.apply_fast_dit_kernels(*models)
-    else:
-        accel.restore_diffsynth_kernels(*models)
+    return generator
 
 
 def main() -> None:
@@ -59,14 +50,13 @@ def main() -> None:
     if args.repeats < 1:
         p.error("--repeats: at least 1")
     config = GenerationConfig(image=EXAMPLE_PHOTO, prompt=EXAMPLE_PROMPT, frames=args.frames, steps=args.steps)
-    generators = {"ours": WanGenerator.load(ModelConfig(model="embedded", device="cpu")),
-                  "DiffSynth CPU paths": WanGenerator.load(ModelConfig(model="embedded", device="cpu",
-                                                                       vae_dtype="float32"))}
-    diffsynth_defaults(generators["DiffSynth CPU paths"])
-    seconds: dict[str, list[float]] = {label: [] for label in generators}
+    # RoPE is one module-level function for every DiT in the process: each path sets its own before each clip
+    paths = {"ours": (WanGenerator.load(ModelConfig(model="embedded", device="cpu")), accel.apply_fast_dit_kernels),
+             "DiffSynth CPU paths": (load_diffsynth_paths(), accel.restore_diffsynth_kernels)}
+    seconds: dict[str, list[float]] = {label: [] for label in paths}
     for _ in range(args.repeats):
-        for label, generator in generators.items():
-            use_kernels_of(label, generator)
+        for label, (generator, use_kernels) in paths.items():
+            use_kernels(generator.pipe.dit, generator.pipe.vace)
             started = time.perf_counter()
             result = generator.generate(config)
             seconds[label].append(time.perf_counter() - started)
