@@ -9,7 +9,8 @@ evaluation report seed 7), rendered in memory: photo, prompt, anime reference cl
 generated as ``wanray demo`` does: the photo, the prompt, the pose video as the VACE video, 128x128, 77
 frames at 15 fps, the model's default steps and cfg, seed 0. Per entry it measures, frame by frame:
 
-- VAE: the reference clip encoded and decoded by the model's VAE (as the pipeline calls it), PSNR.
+- VAE: the reference clip encoded and decoded by the model's VAE (as the pipeline calls it): PSNR, and its SSIM
+  and region colours (below) as the ceilings the generated clip works under.
 - Generated vs reference: PSNR and grey SSIM (``wanray.metrics.compare_videos``).
 - The dancer's pixels (where the reference differs from its frames rendered without the character): PSNR of
   the VAE round trip and of the generated clip there, where most of either error sits (bench/embedded_error_map.py).
