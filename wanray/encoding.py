@@ -165,10 +165,15 @@ class BatchedVAEEncode:
         for i, j, v in clips:
             by_shape.setdefault((tuple(v.shape), v.dtype, str(calls[i]["device"])), []).append((i, j, v))
         for (_, _, device), group in by_shape.items():
-            x = torch.stack([v for _, _, v in group]).to(device)  # [B, 3, T, H, W]
+            # VACE's inactive clip (the video where no mask is) is all zeros for a pose video: one of a sample's four
+            # clips, the same for every sample of a shape, so it is encoded once per batch
+            zeros = [not v.any() for _, _, v in group]
+            coded = [k for k, zero in enumerate(zeros) if not zero] + ([zeros.index(True)] if any(zeros) else [])
+            x = torch.stack([group[k][2] for k in coded]).to(device)  # [B, 3, T, H, W]
             z = self.vae.model.encode(x, self.vae.scale)  # [B, 16, T', H/8, W/8]
-            for (i, j, _), latents in zip(group, z):
-                out[i, j] = latents
+            row = {k: n for n, k in enumerate(coded)}
+            for k, (i, j, _) in enumerate(group):
+                out[i, j] = z[-1] if zeros[k] else z[row[k]]
         return [torch.stack([out[i, j] for j in range(len(call["videos"]))]) for i, call in enumerate(calls)]
 
 

@@ -64,7 +64,7 @@ def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(traini
     # mixed shapes (5 and 9 frames) and one sample without a VACE video: calls are grouped, none waits forever
     samples = [_sample(vace_video=_frames()), _sample(),
                TrainingSample(video=_frames(9), prompt="a boy dances the robot", input_image=_frames(1)[0],
-                              vace_video=_frames(9))]
+                              vace_video=_frames(9)), _sample(vace_video=_frames())]
     alone = [encode_sample(pipe, s) for s in samples]
     model_calls = []
     encode = type(pipe.vae.model).encode
@@ -75,8 +75,9 @@ def test_batched_encoding_equals_one_sample_at_a_time_and_batches_the_vae(traini
     for a, t in zip(alone, together):
         for k in a:
             torch.testing.assert_close(t[k], a[k], rtol=1e-4, atol=1e-5)
-    # VAE inputs per sample: target, first frame, and VACE's two; batched into fewer, larger calls
-    assert sum(model_calls) == sum(1 + 1 + (2 if s.vace_video else 0) for s in samples)
+    # VAE inputs per sample: target, first frame, and VACE's two, of which the all-zero inactive clip (a pose
+    # video has no mask) is encoded once per frame count (two 5-frame ones here); batched into fewer, larger calls
+    assert sum(model_calls) == sum(1 + 1 + (1 if s.vace_video else 0) for s in samples) + 2  # 5 and 9 frames
     assert max(model_calls) > 1 and len(model_calls) < sum(model_calls)
     assert pipe.scheduler.training is False and vars(pipe.vae).get("encode") is before
 
