@@ -141,6 +141,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     device = ray.train.torch.get_device()
     _worker_environment(device.type == "cpu")
+    if "cpu_conv3d" in loop_config:  # the driver's choice, not this process's own timing (wanray.accel)
+        from wanray.accel import CPU_CONV3D_ENV, conv2d_beats_conv3d_on_this_cpu
+
+        os.environ[CPU_CONV3D_ENV] = loop_config["cpu_conv3d"]
+        conv2d_beats_conv3d_on_this_cpu.cache_clear()
     from wanray.training.data import ResidentRows, RowEncoder, row_to_sample
     from wanray.training.engine import build_engine
     from wanray.training.flow import FlowMatching

@@ -64,9 +64,14 @@ def build_trainer(config: TrainConfig, datasets: dict, plan: RunPlan):
     resources = {"CPU": s.cpus_per_worker}
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
+    loop_config = {"config": config.to_dict(), "plan": plan.to_dict()}
+    if not s.use_gpu:  # every worker, a restarted one too, rounds the VAE's convolutions as the driver chose
+        from wanray.accel import conv2d_beats_conv3d_on_this_cpu
+
+        loop_config["cpu_conv3d"] = "conv2d" if conv2d_beats_conv3d_on_this_cpu() else "conv3d"
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config.to_dict(), "plan": plan.to_dict()},
+        train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),

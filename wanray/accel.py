@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -298,10 +299,20 @@ def _best_of(fn) -> float:
     return min(times[1:])
 
 
+CPU_CONV3D_ENV = "WANRAY_CPU_CONV3D"  # conv3d or conv2d: pins the form; unset (or auto): timed once per process
+
+
 @functools.cache
 def conv2d_beats_conv3d_on_this_cpu() -> bool:
-    """Time a causal-VAE-sized convolution both ways, once per process (~0.1 s): which is faster depends on the CPU.
-    The demo clip on a 2-core AVX-512 Xeon took 28.4-28.7 s with torch's conv3d against 29.0-31.0 s without it."""
+    """Whether the VAE's convolutions take the batched conv2d form on this CPU: ``$WANRAY_CPU_CONV3D`` if set, else
+    timed both ways once per process (~0.1 s), since which is faster depends on the CPU (the demo clip on a 2-core
+    AVX-512 Xeon took 28.4-28.7 s with torch's conv3d against 29.0-31.0 s without it). The two forms round
+    differently, so a run spread over processes pins one form for all of them (``wanray.training.trainer``)."""
+    pinned = os.environ.get(CPU_CONV3D_ENV, "auto")
+    if pinned not in ("auto", "conv3d", "conv2d"):
+        raise ValueError(f"${CPU_CONV3D_ENV}={pinned!r}: conv3d, conv2d or auto")
+    if pinned != "auto":
+        return pinned == "conv2d"
     conv = torch.nn.Conv3d(32, 32, 3)
     # [B, C, T, H, W]: a full-resolution block of the dim-32 VAE at 128x128 (4 frames + causal padding), where most
     # of its time goes; at 64x64 the answer can be the other way round

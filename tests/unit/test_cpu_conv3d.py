@@ -47,3 +47,42 @@ def test_the_timing_names_a_path_and_is_taken_once_per_process():
     first = accel.conv2d_beats_conv3d_on_this_cpu()
     assert isinstance(first, bool) and accel.conv2d_beats_conv3d_on_this_cpu() is first
     assert accel.conv2d_beats_conv3d_on_this_cpu.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("pinned,conv2d", [("conv2d", True), ("conv3d", False)])
+def test_a_pinned_form_is_taken_without_timing(monkeypatch, pinned, conv2d):
+    monkeypatch.setenv(accel.CPU_CONV3D_ENV, pinned)
+    monkeypatch.setattr(accel, "_best_of", lambda fn: pytest.fail("a pinned form must not be timed"))
+    accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+    try:
+        assert accel.conv2d_beats_conv3d_on_this_cpu() is conv2d
+    finally:
+        accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+
+
+def test_an_unknown_form_says_which_ones_there_are(monkeypatch):
+    monkeypatch.setenv(accel.CPU_CONV3D_ENV, "conv4d")
+    accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+    with pytest.raises(ValueError, match="WANRAY_CPU_CONV3D='conv4d': conv3d, conv2d or auto"):
+        accel.conv2d_beats_conv3d_on_this_cpu()
+    accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+
+
+@pytest.mark.parametrize("pinned", ["conv2d", "conv3d"])
+def test_a_cpu_run_hands_its_workers_the_drivers_form(monkeypatch, tmp_path, pinned):
+    """The workers of one run (a restarted one too) round the VAE's convolutions alike: they take the driver's form
+    instead of each timing its own, which a busy box can tip either way."""
+    from wanray.training.presets import embedded_lora
+    from wanray.training.state import RunPlan
+    from wanray.training.trainer import build_trainer
+
+    monkeypatch.setenv(accel.CPU_CONV3D_ENV, pinned)
+    accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+    config = embedded_lora()
+    config = type(config).from_dict({**config.to_dict(), "output_dir": str(tmp_path)})
+    plan = RunPlan(rows=4, rows_per_worker=4, steps_per_pass=4, total_steps=4, source="pixels", source_reason="test")
+    try:
+        trainer = build_trainer(config, {}, plan)
+    finally:
+        accel.conv2d_beats_conv3d_on_this_cpu.cache_clear()
+    assert trainer.train_loop_config["cpu_conv3d"] == pinned  # Ray Train hands this dict to every worker
