@@ -196,7 +196,8 @@ def run_entries(generator: WanGenerator, args: argparse.Namespace) -> list[dict]
         generated, seconds, info = generate(generator, media.photo, plan.prompt, media.pose, args)
         s = score(generated, reference, truth)
         # what the VAE alone loses, a ceiling for the generated clip's numbers
-        vae_delta_e, vae_ssim = region_delta_e(round_trip, reference, truth.masks), compare_videos(round_trip, reference).ssim
+        vae_delta_e = region_delta_e(round_trip, reference, truth.masks)
+        vae_ssim = compare_videos(round_trip, reference).ssim  # [T]
         row = {"id": plan.id, "dance": plan.dance, "scene": plan.scene, **summary(s, vae_psnr), "seconds": seconds,
                "vae_dancer_psnr": masked_psnr(round_trip, reference, dancer_pixels(reference, truth)),
                "vae_ssim_mean": float(vae_ssim.mean()),
