@@ -59,7 +59,7 @@ from wanray.datasets.truth import (  # noqa: E402
     readable_ends,
 )
 from wanray.generation import WanGenerator  # noqa: E402
-from wanray.metrics import DATA_RANGE, PSNR_CAP, compare_videos, psnr_per_frame, region_delta_e  # noqa: E402
+from wanray.metrics import DATA_RANGE, PSNR_CAP, compare_videos, region_delta_e  # noqa: E402
 from wanray.video import fit, frames_to_array  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -192,12 +192,12 @@ def run_entries(generator: WanGenerator, args: argparse.Namespace) -> list[dict]
         reference = frames_to_array(media.video)
         truth = clip_truth(plan.character, plan.dance, plan.placement, plan.layout, args.frames, FPS)
         round_trip = vae_round_trip(generator, media.video)
-        vae_psnr = psnr_per_frame(round_trip, reference)
+        # what the VAE alone loses, a ceiling for the generated clip's numbers
+        vae_metrics = compare_videos(round_trip, reference)
+        vae_psnr, vae_ssim = vae_metrics.psnr, vae_metrics.ssim  # each [T]
+        vae_delta_e = region_delta_e(round_trip, reference, truth.masks)
         generated, seconds, info = generate(generator, media.photo, plan.prompt, media.pose, args)
         s = score(generated, reference, truth)
-        # what the VAE alone loses, a ceiling for the generated clip's numbers
-        vae_delta_e = region_delta_e(round_trip, reference, truth.masks)
-        vae_ssim = compare_videos(round_trip, reference).ssim  # [T]
         row = {"id": plan.id, "dance": plan.dance, "scene": plan.scene, **summary(s, vae_psnr), "seconds": seconds,
                "vae_dancer_psnr": masked_psnr(round_trip, reference, dancer_pixels(reference, truth)),
                "vae_ssim_mean": float(vae_ssim.mean()),

@@ -24,6 +24,7 @@ from gpu_common import table  # noqa: E402
 
 from wanray import accel  # noqa: E402
 from wanray.components import build_vae  # noqa: E402
+from wanray.generation import resolve_vae_dtype  # noqa: E402
 from wanray.specs import VAEArch  # noqa: E402
 
 SHIPPED_DIM, DECODER_MULT, FRAMES, SIZE = 32, (2, 2, 4, 4), 77, 128
@@ -55,7 +56,7 @@ def main() -> None:
     if SHIPPED_DIM not in dims:
         dims.insert(0, SHIPPED_DIM)  # the baseline, measured in the same run
     torch.manual_seed(0)
-    dtype = torch.bfloat16 if accel.bf16_beats_fp32_on_this_cpu() else torch.float32
+    dtype = resolve_vae_dtype("auto", torch.device("cpu"), torch.float32)  # as a CPU generation picks it
     form = "batched conv2d" if accel.conv2d_beats_conv3d_on_this_cpu() else "conv3d"
     measured = {d: demo_vae_seconds(d, dtype, args.repeats) for d in dims}
     base = measured[SHIPPED_DIM][0]
