@@ -15,9 +15,10 @@
 #   bash scripts/gpu-host-train-embedded.sh stage none                      # here: restore the checkout
 #
 # What trains: STAGE
-# - vae: the whole VAE (encoder too) on 77-frame clips, continuing the shipped one. The latents change, so the DiT
-#   must then train on them (STAGE=dit after shipping the VAE). The checkpoint holds the whole VAE; with its moments it
-#   is too large to carry back in, so the run is one call (ONE_CALL=1).
+# - vae: the whole VAE (encoder too) on 77-frame clips, continuing the shipped one (VAE_DIM: widened first). The
+#   latents change, so the DiT must then train on them (STAGE=dit after shipping the VAE). The checkpoint holds the
+#   whole VAE; with its moments it is too large to carry back in, so the run is one call (ONE_CALL=1), whose returned
+#   checkpoint leaves the moments out (a dim-40 VAE's would take the files back past 64 MiB).
 # - vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents, stays as it is, so
 #   the result ships without retraining the DiT. The checkpoint holds the whole VAE.
 # - dit: the DiT and its VACE branch on rendered entries encoded by the shipped encoders, in one process (no Ray:
@@ -33,8 +34,10 @@
 # 500), WARMUP (VAE stages: linear warm-up steps, STEPS/20 up to 100; the DiT stage sets its own), RESERVE (45 s kept
 # for the last save and the pack), LOSS (VAE stages: l1, or mse, what PSNR measures), DECODER_MULT (vae-decoder:
 # widen the shipped (2,2,4,4) decoder first, e.g. 2,3,4,4; the stage step refuses a run whose later calls, Adam's
-# moments included, would not fit the carry: 2,2,5,5 does not), ONE_CALL (1: run it anyway, as one call with STEPS what that call
-# reaches, then ship; the whole VAE, 14 M parameters, needs it: its moments take the carry past 64 MiB).
+# moments included, would not fit the carry: 2,2,5,5 does not), VAE_DIM (vae: widen the whole shipped VAE, encoder
+# too, to this base width first, starting from its function, e.g. 40; the DiT then fine-tunes on its latents), ONE_CALL
+# (1: run it anyway, as one call with STEPS what that call reaches, then ship; the whole VAE, 14 M parameters, needs
+# it: its moments take the carry past 64 MiB).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 19 --out OUT --device cpu ...
 #   python -m wanray.training.embedded --stage dit --entries 1000 --data-seed 19 --frames 77 --out OUT --device cpu ...
@@ -48,13 +51,13 @@ SAVE_EVERY=${SAVE_EVERY:-${d[4]}}; DATA_SEED=${DATA_SEED:-19}; CROP=${CROP:-64};
 RESERVE=${RESERVE:-45}; LOSS=${LOSS:-l1}; WARMUP=${WARMUP:-$(( STEPS / 20 < 100 ? STEPS / 20 : 100 ))}
 MODEL=wanray/embedded_model; LARGE=("$MODEL/Wan2.1_VAE.pth" "$MODEL/diffusion_pytorch_model-00001-of-00001.safetensors")
 CKPT_NAME=${STAGE//-/_}_stage/checkpoint; ENCODER=.frozen/vae_encoder.safetensors
-export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS DECODER_MULT
+export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS DECODER_MULT VAE_DIM
 train() {  # python -m wanray.training.embedded with this run's settings; MODEL: the model folder it starts from
   local run=(--stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" --batch "$BATCH" --lr "$LR"
              --steps "$STEPS" --save-every "$SAVE_EVERY" --checkpoint-only --checkpoint-precision portable)
   if [[ $STAGE == dit ]]; then run+=(--frames "$CLIP_FRAMES" --model "$MODEL")
   else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --warmup "$WARMUP" --loss "$LOSS"
-             --vae-from "$MODEL" ${DECODER_MULT:+--decoder-dim-mult "$DECODER_MULT"}); fi
+             --vae-from "$MODEL" ${DECODER_MULT:+--decoder-dim-mult "$DECODER_MULT"} ${VAE_DIM:+--vae-dim "$VAE_DIM"}); fi
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }
@@ -128,7 +131,8 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     left=$((budget - (SECONDS - started)))   # the loop stops itself RESERVE s early; timeout is the backstop
     MODEL=$start_from timeout $((left - 15)) bash -c "$(declare -f train); train \"\$@\"" train \
       --device "${DEVICE:-cuda}" --out "$work" --max-seconds $((left - RESERVE)) || echo "call: training ended with $?"
-    tar -C "$work/$CKPT_NAME" -cf - . | split -b 15000000 - "$out/checkpoint.tar.part-"
+    keep=(.); [[ ${ONE_CALL:-} == 1 ]] && keep=(--exclude=./optimizer.pt .)  # it ships from here: Adam's moments
+    tar -C "$work/$CKPT_NAME" -cf - "${keep[@]}" | split -b 15000000 - "$out/checkpoint.tar.part-"  # would pass 64 MiB
     echo "call: done in $((SECONDS - started)) s, checkpoint at step $(step_of "$work/$CKPT_NAME")"; ls -la "$out" ;;
   collect)  # here: DIR (default: the newest call's files under /work/.device) -> .ckpt; its log -> bench/results/
     [[ $# -ge 3 ]] && { dir=$2; label=$3; } || { label=${2:?label}

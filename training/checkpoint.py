@@ -56,6 +56,9 @@ def load_checkpoint(directory: Path, optimizer: torch.optim.Optimizer | None = N
 
     weights = {n: t.float() for n, t in load_file(str(directory / WEIGHTS)).items()}
     if optimizer is not None:
+        if not (directory / OPTIMIZER).is_file():  # e.g. a one-call GPU host run's returned checkpoint
+            raise FileNotFoundError(f"{directory} holds weights but no optimizer state ({OPTIMIZER}): it cannot be "
+                                    "resumed; ship its weights, or start a new run from them")
         state = torch.load(directory / OPTIMIZER, weights_only=True, map_location="cpu")
         optimizer.load_state_dict({**state, "state": {i: _expand(s) for i, s in state["state"].items()}})
     if scheduler is not None:

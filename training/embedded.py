@@ -154,7 +154,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     the reconstruction error of a 77-frame clip grew from 0.03 to 0.14-0.37 L1 over its last frames (0.06-0.12 after
     this stage: `bench/embedded_vae_drift.py`).
     Data: ``data_dir`` (a synth folder), or with ``data_dir=None`` ``entries`` rendered in memory from ``data_seed``.
-    ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's). ``checkpoint_only``: train and
+    ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's); with ``vae_from``, a larger width
+    widens that VAE first, starting from its function (``wanray.training.vae_widen.widen_vae``). ``checkpoint_only``: train and
     checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
     latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
     ``cosine``: the learning rate decays from ``lr`` to 0 over ``steps`` (a function of the step, so a resumed run
@@ -212,12 +213,24 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
         spec = replace(spec, vae=arch)
     elif vae_from is not None:  # its architecture and weights; the DiT stage still starts from the bundled DiT
         source, own = vae_from, spec_for_dir(vae_from)
-        if vae_dim not in (None, own.vae.dim):
-            raise ValueError(f"--vae-dim {vae_dim} does not match the VAE in {vae_from} (base width "
-                             f"{own.vae.dim}): leave --vae-dim out to continue it, or --vae-from out for a new one")
-        vae = build_vae(own.vae) if resuming else load_model_dir(vae_from, own).vae
-        spec = replace(resolve_model("embedded")[1], vae=own.vae)
-        print(f"vae: continuing the VAE of {vae_from} (base width {own.vae.dim})", flush=True)
+        arch = vae_arch_of(ckpt_dir, own.vae) if resuming else replace(own.vae, dim=vae_dim or own.vae.dim)
+        if resuming and vae_dim not in (None, arch.dim):
+            raise ValueError(f"{ckpt_dir} holds a VAE of base width {arch.dim}, not {vae_dim}: leave --vae-dim out "
+                             "to resume it, or widen on a new --out")
+        if arch.dim < own.vae.dim:
+            raise ValueError(f"--vae-dim {vae_dim} would narrow the VAE of {vae_from} (base width {own.vae.dim}): "
+                             "a continued VAE can only widen; leave --vae-from out for a new, narrower one")
+        if resuming:
+            vae = build_vae(arch)
+        else:
+            vae = load_model_dir(vae_from, own).vae
+            if arch != own.vae:  # wider: the same function at step 0, so the shipped DiT's latents still hold
+                from wanray.training.vae_widen import widen_vae
+
+                vae.model = widen_vae(vae.model, arch)
+        spec = replace(resolve_model("embedded")[1], vae=arch)
+        print(f"vae: continuing the VAE of {vae_from} at base width {arch.dim} (its own: {own.vae.dim}): "
+              f"{sum(p.numel() for p in vae.model.parameters()) / 1e6:.2f} M parameters", flush=True)
     else:
         source = None
         spec = resolve_model("embedded")[1]
@@ -438,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="vae stages: frames per clip, 4n+1 (default 13 for vae, 77 for vae-decoder): the causal "
                         "decoder drifts on clips longer than it was trained on")
     p.add_argument("--vae-dim", type=int, default=None,
-                   help="vae stage: base width of the new VAE (default: the bundled model's; Wan's own is 96)")
+                   help="vae stage: base width of the new VAE (default: the bundled model's; Wan's own is 96); "
+                        "with --vae-from, a larger width widens that VAE from its function (e.g. 40 from 32)")
     p.add_argument("--vae-from", type=Path, default=None, metavar="MODEL_DIR",
                    help="vae stages: continue the VAE of this model folder (e.g. wanray/embedded_model) instead of "
                         "a new one (vae) or of OUT's model (vae-decoder)")

@@ -92,7 +92,7 @@ def ship(stage: str, ckpt_dir: Path, model_dir: Path) -> Path:
     arch = vae_arch_of(ckpt_dir, components.spec.vae)
     vae = build_vae(arch)
     vae.model.load_state_dict(weights)
-    if arch != components.spec.vae:  # a widened decoder: the model folder's spec takes its widths
+    if arch != components.spec.vae:  # a widened VAE or decoder: the model folder's spec takes its widths
         replace(components.spec, vae=arch).save(model_dir)
     return write_vae(model_dir, vae, torch.bfloat16)
 

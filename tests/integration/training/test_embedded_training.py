@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -75,12 +76,8 @@ def test_vae_stage_continues_a_given_vae_on_a_cosine_rate(tiny_dance_set, tmp_pa
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*common, "--out", str(first), "--steps", "0", "--vae-dim", "8"]) == 0  # a new, untrained VAE
     source = _vae_weights(first / "model_vae")
-    try:
-        main([*common, "--out", str(second), "--steps", "1", "--vae-from", str(first / "model_vae"), "--vae-dim", "16"])
-    except ValueError as error:
-        assert "--vae-dim 16 does not match" in str(error) and "base width 8" in str(error)
-    else:
-        raise AssertionError("a --vae-dim unlike --vae-from's VAE was accepted")
+    with pytest.raises(ValueError, match=r"--vae-dim 4 would narrow .* \(base width 8\)"):
+        main([*common, "--out", str(second), "--steps", "1", "--vae-from", str(first / "model_vae"), "--vae-dim", "4"])
 
     assert main([*common, "--out", str(second), "--steps", "2", "--lr", "1e-3", "--cosine", "--save-every", "2",
                  "--vae-from", str(first / "model_vae")]) == 0
@@ -93,6 +90,22 @@ def test_vae_stage_continues_a_given_vae_on_a_cosine_rate(tiny_dance_set, tmp_pa
     # continued from the given weights: 2 Adam steps of <= 1e-3 move each weight by ~1e-3, a new init by far more
     drift = max(float((trained[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point())
     assert 0 < drift < 4e-3
+
+    # a larger --vae-dim widens the given VAE (its function kept: wanray.training.vae_widen), and a resumed run
+    # keeps the checkpoint's width
+    wide = tmp_path / "wide"
+    widen = [*common, "--out", str(wide), "--vae-from", str(first / "model_vae")]
+    assert main([*widen, "--steps", "1", "--vae-dim", "12", "--checkpoint-only"]) == 0
+    with pytest.raises(ValueError, match="holds a VAE of base width 12, not 16"):
+        main([*widen, "--steps", "2", "--vae-dim", "16"])
+    assert main([*widen, "--steps", "2"]) == 0
+    assert _stage_step(wide, "vae") == 2
+    assert json.loads((wide / "model_vae" / "wanray_spec.json").read_text())["vae"]["dim"] == 12
+    widened = _vae_weights(wide / "model_vae")
+    assert widened.keys() == source.keys()
+    assert widened["encoder.conv1.weight"].shape[0] == 12 and source["encoder.conv1.weight"].shape[0] == 8
+    old_rows = widened["encoder.conv1.weight"][:8].float() - source["encoder.conv1.weight"].float()
+    assert 0 < float(old_rows.abs().max()) < 4e-3  # the old channels, moved by 2 small steps
 
     # --warmup: the rate climbs linearly to its peak first, then the cosine (the Ray Train loop's schedule)
     warm = tmp_path / "warm"

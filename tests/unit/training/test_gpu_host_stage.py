@@ -138,17 +138,20 @@ def test_a_call_resumes_trains_and_packs_and_collect_takes_its_checkpoint(checko
     assert "resumed at step 0" in other.stdout and "checkpoint at step 3" in other.stdout
 
 
-def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Path, bundle: Path,
-                                                                  tmp_path: Path) -> None:
-    # the whole VAE's 14 M parameters, with their moments, take a resumed call's carry past 64 MiB beside a bundle
-    # part the size of the real one (7.5 MB): one call only
+@pytest.mark.parametrize("vae_dim", ["", "40"], ids=["shipped-width", "widened-to-40"])
+def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Path, bundle: Path, tmp_path: Path,
+                                                                  vae_dim: str) -> None:
+    # the whole VAE's 14 M parameters (23 M at width 40), with their moments, take a resumed call's carry past 64 MiB
+    # beside a bundle part the size of the real one (7.5 MB): one call only
     (bundle / "part-02.tar.xz").write_bytes(np.random.default_rng().bytes(7_500_000))
-    refused = script(checkout, "stage", str(bundle), "part-02", STAGE="vae")
+    refused = script(checkout, "stage", str(bundle), "part-02", STAGE="vae", VAE_DIM=vae_dim)
     assert refused.returncode == 1 and "ONE_CALL=1" in refused.stderr, refused.stdout
     shutil.rmtree(checkout / ".ckpt")
-    vae = {"STAGE": "vae", "ONE_CALL": "1"}
-    assert script(checkout, "stage", str(bundle), "part-02", **vae).returncode == 0
+    vae = {"STAGE": "vae", "ONE_CALL": "1", "VAE_DIM": vae_dim}
+    staged = script(checkout, "stage", str(bundle), "part-02", **vae)
+    assert staged.returncode == 0, staged.stderr
     step0 = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert step0["encoder.conv1.weight"].shape[0] == int(vae_dim or 32)
     out = tmp_path / "out"
     call = script(checkout, "call", "300", str(out), WORK=str(tmp_path / "work"), SITE=str(tmp_path / "site"), **vae)
     assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
@@ -158,13 +161,17 @@ def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Pat
     assert trained.keys() == step0.keys()
     for part in ("encoder.", "decoder."):  # the whole VAE trains: the shipped DiT's latents change with it
         assert any(not torch.equal(trained[k], step0[k]) for k in step0 if k.startswith(part)), part
+    assert not (checkout / ".ckpt/optimizer.pt").exists()  # a one-call run's files come back without the moments
 
     assert script(checkout, "stage", "none").returncode == 0
     shipped = script(checkout, "ship", **vae)
     assert shipped.returncode == 0, shipped.stderr
-    assert git(checkout, "status", "--porcelain", "--", str(MODEL)).split() == ["M", str(VAE)]
+    spec = MODEL / "wanray_spec.json"
+    changed = ["M", str(VAE)] + (["M", str(spec)] if vae_dim else [])  # a wider VAE: the spec takes its width
+    assert git(checkout, "status", "--porcelain", "--", str(MODEL)).split() == changed
     written = torch.load(checkout / VAE, map_location="cpu", weights_only=True)
     assert written.keys() == trained.keys() and all(torch.equal(written[k], v) for k, v in trained.items())
+    assert json.loads((checkout / spec).read_text())["vae"]["dim"] == int(vae_dim or 32)
 
 
 def test_a_dit_call_carries_the_vae_encoder_rebuilds_the_model_and_trains_the_dit(checkout: Path, bundle: Path,

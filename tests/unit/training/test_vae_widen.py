@@ -1,4 +1,4 @@
-"""A wider VAE decoder that starts as the old one: same output, new channels that can learn."""
+"""A wider VAE (decoder, or the whole VAE) that starts as the old one: same output, new channels that can learn."""
 
 import dataclasses
 
@@ -7,7 +7,7 @@ import torch
 
 from wanray.components import build_vae
 from wanray.specs import VAEArch
-from wanray.training.vae_widen import widen_decoder
+from wanray.training.vae_widen import widen_decoder, widen_vae
 
 ARCH = VAEArch(dim=8)
 
@@ -18,7 +18,7 @@ def vae():
     so a widening that got a scale or a block layout wrong shows."""
     vae = build_vae(ARCH)
     with torch.no_grad():
-        for p in vae.model.decoder.parameters():
+        for p in vae.model.parameters():
             p.copy_(torch.randn_like(p) * 0.3 + (1 if p.dim() == 4 and p.shape[1:] == (1, 1, 1) else 0))
     return vae
 
@@ -57,6 +57,44 @@ def test_the_new_channels_get_gradients_and_the_decoder_moves_away_from_the_old(
 def test_a_decoder_that_cannot_start_as_the_old_one_is_refused(vae, mult, message):
     with pytest.raises(ValueError, match=message):
         widen_decoder(vae.model.decoder, dataclasses.replace(ARCH, decoder_dim_mult=mult))
+
+
+@pytest.mark.parametrize("arch", [VAEArch(dim=12), VAEArch(dim=12, decoder_dim_mult=(2, 2, 4, 4))],
+                         ids=["dim12", "dim12-decoder2244"])
+def test_a_widened_vae_encodes_and_decodes_what_the_old_one_does(arch):
+    old = build_vae(dataclasses.replace(arch, dim=ARCH.dim))
+    with torch.no_grad():  # every weight random, as the fixture's
+        for p in old.model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3 + (1 if p.dim() == 4 and p.shape[1:] == (1, 1, 1) else 0))
+    wider = widen_vae(old.model, arch)
+    assert wider.encoder.conv1.weight.shape[0] == 12 and wider.dim == 12
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1  # [B, 3, T, H, W]
+    z = torch.randn(1, 16, 3, 4, 4)  # [B, z, T', H', W']
+    with torch.no_grad():
+        before = old.model.encode(video, old.scale), old.model.decode(z, old.scale)
+        after = wider.encode(video, old.scale), wider.decode(z, old.scale)
+    for a, b in zip(after, before):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() < 1e-4 * b.abs().max()
+    new_channels = wider.encoder.downsamples[0].residual[2].weight[ARCH.dim:]  # the first conv's new outputs
+    assert not new_channels.any()
+
+
+def test_a_widened_vae_learns_in_its_new_channels():
+    old = build_vae(ARCH)
+    wider = widen_vae(old.model, VAEArch(dim=12)).train().requires_grad_(True)
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    mu = wider.encode(video, old.scale)
+    (wider.decode(mu, old.scale) - video).abs().mean().backward()
+    # zero weights that write the new channels, non-zero gradients: in the encoder and the decoder alike
+    assert wider.encoder.conv1.weight.grad[ARCH.dim:].abs().sum() > 0
+    assert wider.decoder.conv1.weight.grad[4 * ARCH.dim:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch,message", [(VAEArch(dim=6), "narrow"), (VAEArch(dim=12, z_dim=8), "z_dim")])
+def test_a_vae_that_cannot_start_as_the_old_one_is_refused(arch, message):
+    with pytest.raises(ValueError, match=message):
+        widen_vae(build_vae(ARCH).model, arch)
 
 
 def test_a_model_folder_with_a_wider_decoder_is_written_checked_and_loaded(tmp_path, tiny_spec):
