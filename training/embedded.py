@@ -155,9 +155,10 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     this stage: `bench/embedded_vae_drift.py`).
     Data: ``data_dir`` (a synth folder), or with ``data_dir=None`` ``entries`` rendered in memory from ``data_seed``.
     ``vae_dim``: the VAE's base width for a new VAE (default: the bundled model's); with ``vae_from``, a larger width
-    widens that VAE first, starting from its function (``wanray.training.vae_widen.widen_vae``). ``checkpoint_only``: train and
-    checkpoint, but write no model folder (the decoder stage beside a running DiT stage, whose model folder and
-    latent cache must not change under it); rerun without it (``--max-seconds 0``) to write the VAE.
+    widens that VAE first, starting from its function (``wanray.training.vae_widen.widen_vae``).
+    ``checkpoint_only``: train and checkpoint, but write no model folder (the decoder stage beside a running DiT
+    stage, whose model folder and latent cache must not change under it); rerun without it (``--max-seconds 0``) to
+    write the VAE.
     ``cosine``: the learning rate decays from ``lr`` to 0 over ``steps`` (a function of the step, so a resumed run
     continues the same curve); otherwise it stays at ``lr``. ``warmup``: steps of linear warm-up first (the Ray
     Train loop's schedule, ``engine.lr_lambda``): a fresh Adam at the full rate moves every weight of a trained VAE
