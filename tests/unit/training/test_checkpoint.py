@@ -1,5 +1,6 @@
 """wanray.training.checkpoint: the one checkpoint format, exact (resumes bit for bit) and portable (small)."""
 
+import pytest
 import torch
 
 from wanray.training.checkpoint import OPTIMIZER, WEIGHTS, load_checkpoint, save_checkpoint
@@ -76,3 +77,15 @@ def test_an_unknown_precision_is_refused(tmp_path):
         assert "exact" in str(error) and "portable" in str(error) and "'fp4'" in str(error)
     else:
         raise AssertionError("precision='fp4' was accepted")
+
+
+def test_a_checkpoint_without_its_optimizer_state_loads_its_weights_but_refuses_to_resume(tmp_path):
+    model, optimizer, scheduler = _model_and_optimizer(int(torch.randint(0, 2**31, ())))
+    _train(model, optimizer, scheduler, _batches(1))
+    save_checkpoint(tmp_path, dict(model.named_parameters()), optimizer, precision="portable")
+    (tmp_path / OPTIMIZER).unlink()  # as a one-call GPU host run returns it: weights only, to ship
+    weights = load_checkpoint(tmp_path)
+    assert all(torch.allclose(weights[n], p.detach(), rtol=2**-8, atol=0) for n, p in model.named_parameters())
+    fresh = _model_and_optimizer(1)
+    with pytest.raises(FileNotFoundError, match="no optimizer state .* cannot be resumed"):
+        load_checkpoint(tmp_path, fresh[1])
