@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from wanray.components import build_vae_decoder
+from wanray.components import build_vae, build_vae_decoder
 from wanray.specs import VAEArch
 
 
@@ -70,8 +70,6 @@ def widen_decoder(decoder: torch.nn.Module, arch: VAEArch) -> torch.nn.Module:
 def widen_vae(model: torch.nn.Module, arch: VAEArch) -> torch.nn.Module:
     """A ``VideoVAE_`` of ``arch`` (base width and decoder stages at least ``model``'s, the same ``z_dim``) that
     encodes and decodes as ``model`` does; ``model`` is not changed."""
-    from wanray.components import build_vae
-
     if arch.z_dim != model.z_dim:
         raise ValueError(f"z_dim {arch.z_dim} != the VAE's {model.z_dim}: the latent channels are the DiT's input "
                          "and output, so a widened VAE keeps them")

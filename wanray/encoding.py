@@ -168,12 +168,12 @@ class BatchedVAEEncode:
             # VACE's inactive clip (the video where no mask is) is all zeros for a pose video: one of a sample's four
             # clips, the same for every sample of a shape, so it is encoded once per batch
             zeros = [not v.any() for _, _, v in group]
-            coded = [k for k, zero in enumerate(zeros) if not zero] + ([zeros.index(True)] if any(zeros) else [])
-            x = torch.stack([group[k][2] for k in coded]).to(device)  # [B, 3, T, H, W]
-            z = self.vae.model.encode(x, self.vae.scale)  # [B, 16, T', H/8, W/8]
-            row = {k: n for n, k in enumerate(coded)}
-            for k, (i, j, _) in enumerate(group):
-                out[i, j] = z[-1] if zeros[k] else z[row[k]]
+            coded = [v for (_, _, v), zero in zip(group, zeros) if not zero]  # in order; then one zero clip, last
+            coded += [group[zeros.index(True)][2]] if any(zeros) else []
+            z = self.vae.model.encode(torch.stack(coded).to(device), self.vae.scale)  # [B, 16, T', H/8, W/8]
+            nonzero = iter(z)
+            for (i, j, _), zero in zip(group, zeros):
+                out[i, j] = z[-1] if zero else next(nonzero)
         return [torch.stack([out[i, j] for j in range(len(call["videos"]))]) for i, call in enumerate(calls)]
 
 
