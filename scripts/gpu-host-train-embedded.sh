@@ -26,7 +26,8 @@
 #   rebuilds a model folder (python -m wanray.training.gpu_host assemble).
 # The first stage step makes a step-0 checkpoint of the shipped model and names the run (.ckpt/run_id): a warm
 # machine's kept checkpoint is resumed only by the same run's calls. The stage step leaves the model's two large
-# files out of the checkout, so checkout + bundle part + checkpoint fit one call; it refuses what does not.
+# files out of the checkout, so checkout + bundle part + checkpoint fit one call; it refuses what does not. A
+# one-call whole-VAE run carries no checkpoint: it keeps the VAE file, which the call widens (VAE_DIM) and trains.
 # Settings (environment; keep them the same for every call of a run): STAGE (vae-decoder), STEPS (the cosine's
 # length: 3000 for the VAE's decoder, 2000 for the whole VAE, 6000 for the DiT), ENTRIES (600; DiT 1000 rendered
 # entries), DATA_SEED (19: the shipped runs trained on seeds 0 and 11-18, the evaluations use 7 and 1234), BATCH (16
@@ -69,6 +70,10 @@ with open(sys.argv[1], "rb") as f:
 print(sum(2 * math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and k.startswith(sys.argv[2])))
 EOF
 }
+starts_at() {  # what a call starts from: a carried checkpoint, or (none carried) the shipped VAE
+  if [[ -f $1/trainer_state.json ]]; then echo "checkpoint at step $(step_of "$1")"
+  else echo "the shipped VAE${VAE_DIM:+, widened to $VAE_DIM on the host}, no checkpoint"; fi
+}
 holds_dit() { grep -q '"dit\.' < <(head -c 1000000 "$1/trainable.safetensors"); }  # the safetensors header names it
 
 case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DIR] LABEL|ship} in
@@ -84,20 +89,25 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     fi
     if [[ ! -f .ckpt/trainer_state.json ]]; then  # step 0: the shipped model, no optimizer state yet
       rm -rf .ckpt /tmp/wanray-step0
-      PY=${PY:-.venv/bin/python} MODEL=$MODEL train --device cpu --out /tmp/wanray-step0 --max-seconds 0
-      mv "/tmp/wanray-step0/$CKPT_NAME" .ckpt && rm -rf /tmp/wanray-step0
+      if [[ $STAGE == vae && ${ONE_CALL:-} == 1 ]]; then  # the call widens the shipped VAE itself: its file (29 MB)
+        mkdir .ckpt                                        # carries lighter than a dim-40 step-0 checkpoint (44 MB)
+      else
+        PY=${PY:-.venv/bin/python} MODEL=$MODEL train --device cpu --out /tmp/wanray-step0 --max-seconds 0
+        mv "/tmp/wanray-step0/$CKPT_NAME" .ckpt && rm -rf /tmp/wanray-step0
+      fi
       python3 -c 'import uuid; print(uuid.uuid4())' > .ckpt/run_id  # which run a warm machine's checkpoint belongs to
     fi
     rm -rf .frozen
     if [[ $STAGE == dit ]]; then "${PY:-.venv/bin/python}" -m wanray.training.gpu_host carry-encoder "$MODEL" "$ENCODER"; fi
-    rm -f "${LARGE[@]}"; rm -rf .bundle; mkdir .bundle
+    large=("${LARGE[@]}"); [[ -f .ckpt/trainer_state.json ]] || large=("${LARGE[1]}")  # keep the VAE it starts from
+    rm -f "${large[@]}"; rm -rf .bundle; mkdir .bundle
     cp "$2"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
     for part in "${@:3}"; do cp "$2/${part%.tar.xz}.tar.xz" .bundle/; done
     carried=(.bundle/* .ckpt/*); [[ -d .frozen ]] && carried+=(.frozen/*)
     size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat "${carried[@]}" | wc -c) ))
-    echo "this call carries $((size / 1048576)) MiB (64 at most): checkpoint at step $(step_of .ckpt), $(ls .bundle | tr '\n' ' ')"
+    echo "this call carries $((size / 1048576)) MiB (64 at most): $(starts_at .ckpt), $(ls .bundle | tr '\n' ' ')"
     (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; }
-    if (( $(step_of .ckpt) == 0 )); then  # the calls after this one carry the moments too: refuse a run they cannot
+    if [[ -f .ckpt/trainer_state.json ]] && (( $(step_of .ckpt) == 0 )); then  # the calls after this one carry the moments too: refuse a run they cannot
       size=$(( size + $(moments_bytes .ckpt) ))
       echo "the calls after it carry $((size / 1048576)) MiB with Adam's moments"
       if (( size > 64 * 1048576 )) && [[ ${ONE_CALL:-} != 1 ]]; then
@@ -108,7 +118,7 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     budget=${2:?seconds this call may take}; out=${3:?OUT}; mkdir -p "$out"; started=$SECONDS
     exec > >(tee "$out/call.log") 2>&1
     echo "call: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo cpu)," \
-         "budget ${budget} s, carried checkpoint at step $(step_of .ckpt)"
+         "budget ${budget} s, carried: $(starts_at .ckpt)"
     site=${SITE:-/tmp/site}; work=${WORK:-/tmp/emb}; py=${PY:-python3}
     export PYTHONUNBUFFERED=1
     source scripts/gpu-host-install.sh && install_on_gpu_host "$py" "$site"
@@ -117,10 +127,11 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     # newer than the carried one (that call's files were lost), else the carried one (another run's, or older)
     run_id=$(cat .ckpt/run_id 2>/dev/null || echo none); kept=$work/$CKPT_NAME
     if [[ $run_id != none && -f $kept/trainer_state.json && $(cat "$kept.run_id" 2>/dev/null) == "$run_id" ]] &&
-       (( $(step_of "$kept") > $(step_of .ckpt) )); then
+       (( $(step_of "$kept") > $([[ -f .ckpt/trainer_state.json ]] && step_of .ckpt || echo -1) )); then
       echo "call: this machine kept step $(step_of "$kept") of this run: resuming from it"
     else
-      rm -rf "$kept" && mkdir -p "$(dirname "$kept")" && cp -r .ckpt "$kept" && echo "$run_id" > "$kept.run_id"
+      rm -rf "$kept" && mkdir -p "$(dirname "$kept")" && echo "$run_id" > "$kept.run_id"
+      if [[ -f .ckpt/trainer_state.json ]]; then cp -r .ckpt "$kept"; fi  # else training starts from the model
     fi
     cd "$work"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
     start_from=$OLDPWD/$MODEL

@@ -176,7 +176,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     from wanray.accel import speed_up_cpu_conv3d
     from wanray.components import build_vae
     from wanray.generation import resolve_model
-    from wanray.loading import load_model_dir
+    from wanray.loading import load_vae
     from wanray.specs import VAEArch, spec_for_dir
     from wanray.training.checkpoint import load_checkpoint, replace_atomically, save_checkpoint
     from wanray.training.config import OptimSettings
@@ -204,7 +204,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
         if resuming:
             vae = build_vae(arch)
         else:
-            vae = load_model_dir(source, spec).vae
+            vae = load_vae(source, spec)
             if arch != spec.vae:
                 from wanray.training.vae_widen import widen_decoder
 
@@ -224,7 +224,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
         if resuming:
             vae = build_vae(arch)
         else:
-            vae = load_model_dir(vae_from, own).vae
+            vae = load_vae(vae_from, own)
             if arch != own.vae:  # wider: the same function at step 0, so the shipped DiT's latents still hold
                 from wanray.training.vae_widen import widen_vae
 

@@ -265,3 +265,17 @@ def _restore_rope(dit: torch.nn.Module, spec: ModelSpec) -> None:
 
 def load_model_dir(root: Path, spec: ModelSpec, dtype: torch.dtype = torch.float32) -> WanComponents:
     return load_components(check_model_dir(root, spec), spec, dtype)
+
+
+def load_vae(root: Path, spec: ModelSpec, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The VAE of a model directory alone, checked against ``spec``: what training the VAE needs, so a folder
+    without its DiT (a GPU host's carry) still serves."""
+    path = Path(root) / VAE_FILE
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing Wan VAE")
+    builder = C.component_builders(spec)["vae"]
+    state = C.convert_vae_keys(read_pth(path))
+    compare_keys(str(path), {k: tuple(v.shape) for k, v in state.items()}, C.expected_shapes(builder(True)))
+    vae = _load_module(builder, state, dtype)
+    speed_up_cpu_conv3d(vae)
+    return vae

@@ -150,14 +150,25 @@ def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Pat
     vae = {"STAGE": "vae", "ONE_CALL": "1", "VAE_DIM": vae_dim}
     staged = script(checkout, "stage", str(bundle), "part-02", **vae)
     assert staged.returncode == 0, staged.stderr
-    step0 = load_file(str(checkout / ".ckpt/trainable.safetensors"))
-    assert step0["encoder.conv1.weight"].shape[0] == int(vae_dim or 32)
+    # no step-0 checkpoint: the call widens the shipped VAE itself, whose file stays in the carry (the DiT's does not)
+    assert [p.name for p in (checkout / ".ckpt").iterdir()] == ["run_id"]
+    assert (checkout / VAE).exists() and not (checkout / DIT).exists()
+    assert "(64 at most): the shipped VAE" in staged.stdout
     out = tmp_path / "out"
     call = script(checkout, "call", "300", str(out), WORK=str(tmp_path / "work"), SITE=str(tmp_path / "site"), **vae)
     assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
+    assert "carried: the shipped VAE" in call.stdout
     assert "vae: step 3/3" in (out / "call.log").read_text() and "checkpoint at step 3" in call.stdout
     assert script(checkout, "collect", str(out), "test-vae-call", **vae).returncode == 0
     trained = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert trained["encoder.conv1.weight"].shape[0] == int(vae_dim or 32)
+    # the step 0 that call trained from: the same seeded widening, here, from the carried folder (no DiT in it)
+    subprocess.run([sys.executable, "-m", "wanray.training.embedded", "--stage", "vae", "--vae-from",
+                    str(checkout / MODEL), *(["--vae-dim", vae_dim] if vae_dim else []), "--entries", "2",
+                    "--crop", "16", "--clip-frames", "5", "--max-seconds", "0", "--checkpoint-only",
+                    "--checkpoint-precision", "portable", "--device", "cpu", "--out", str(tmp_path / "step0")],
+                   cwd=tmp_path, check=True, capture_output=True)
+    step0 = load_file(str(tmp_path / "step0/vae_stage/checkpoint/trainable.safetensors"))
     assert trained.keys() == step0.keys()
     for part in ("encoder.", "decoder."):  # the whole VAE trains: the shipped DiT's latents change with it
         assert any(not torch.equal(trained[k], step0[k]) for k in step0 if k.startswith(part)), part
