@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from wanray.loading import ModelFileError, check_model_dir, load_model_dir, read_pth
+from wanray.loading import ModelFileError, check_model_dir, load_model_dir, load_vae, read_pth
 from wanray.model_writer import write_random_model_dir
 from wanray.specs import CLIP_FILE, T5_FILE, TOKENIZER_DIR, VAE_FILE
 
@@ -78,6 +78,24 @@ def test_missing_key_in_vae(tmp_path, tiny_model_dir, tiny_spec):
     torch.save(vae, root / VAE_FILE)
     with pytest.raises(ModelFileError, match=r"Wan2.1_VAE.pth.*missing key\(s\), e.g. model.conv1.weight"):
         check_model_dir(root, tiny_spec)
+
+
+def test_the_vae_loads_alone_from_a_folder_without_the_other_files(tmp_path, tiny_model_dir, tiny_spec):
+    alone = tmp_path / "vae_only"
+    alone.mkdir()
+    shutil.copy(tiny_model_dir / VAE_FILE, alone / VAE_FILE)
+    whole = load_model_dir(tiny_model_dir, tiny_spec).vae.state_dict()
+    vae = load_vae(alone, tiny_spec).state_dict()
+    assert vae.keys() == whole.keys() and all(torch.equal(vae[k], whole[k]) for k in whole)
+
+    state = torch.load(alone / VAE_FILE, weights_only=True)
+    state["conv1.weight"] = torch.randn(3, *state["conv1.weight"].shape[1:])
+    torch.save(state, alone / VAE_FILE)
+    with pytest.raises(ModelFileError, match=r"Wan2.1_VAE.pth.*wrong shape\(s\), e.g. model.conv1.weight"):
+        load_vae(alone, tiny_spec)
+    (alone / VAE_FILE).unlink()
+    with pytest.raises(ModelFileError, match="missing Wan VAE"):
+        load_vae(alone, tiny_spec)
 
 
 @pytest.mark.parametrize("missing", [T5_FILE, VAE_FILE, CLIP_FILE, TOKENIZER_DIR])
