@@ -17,8 +17,8 @@
 # What trains: STAGE
 # - vae: the whole VAE (encoder too) on 77-frame clips, continuing the shipped one (VAE_DIM: widened first). The
 #   latents change, so the DiT must then train on them (STAGE=dit after shipping the VAE). The checkpoint holds the
-#   whole VAE; with its moments it is too large to carry back in, so the run is one call (ONE_CALL=1), whose returned
-#   checkpoint leaves the moments out (a dim-40 VAE's would take the files back past 64 MiB).
+#   whole VAE; with its moments it is too large to carry back in, so each call (ONE_CALL=1) returns it without them
+#   (a dim-40 VAE's would take the files back past 64 MiB), and the run's next call resumes it with fresh moments.
 # - vae-decoder: the VAE's decoder on 77-frame clips; the encoder, hence the shipped DiT's latents, stays as it is, so
 #   the result ships without retraining the DiT. The checkpoint holds the whole VAE.
 # - dit: the DiT and its VACE branch on rendered entries encoded by the shipped encoders, in one process (no Ray:
@@ -37,8 +37,8 @@
 # widen the shipped (2,2,4,4) decoder first, e.g. 2,3,4,4; the stage step refuses a run whose later calls, Adam's
 # moments included, would not fit the carry: 2,2,5,5 does not), VAE_DIM (vae: widen the whole shipped VAE, encoder
 # too, to this base width first, starting from its function, e.g. 40; the DiT then fine-tunes on its latents), ONE_CALL
-# (1: run it anyway, as one call with STEPS what that call reaches, then ship; the whole VAE, 14 M parameters, needs
-# it: its moments take the carry past 64 MiB).
+# (1: run it anyway: each call returns its checkpoint without Adam's moments, and the next call of the run resumes
+# it with fresh ones; the whole VAE, 14 M parameters, needs it: its moments take the carry past 64 MiB).
 # The same training runs on a CPU with the same seed and step count (exact precision resumes bit for bit):
 #   python -m wanray.training.embedded --stage vae-decoder --entries 600 --data-seed 19 --out OUT --device cpu ...
 #   python -m wanray.training.embedded --stage dit --entries 1000 --data-seed 19 --frames 77 --out OUT --device cpu ...
@@ -52,13 +52,14 @@ SAVE_EVERY=${SAVE_EVERY:-${d[4]}}; DATA_SEED=${DATA_SEED:-19}; CROP=${CROP:-64};
 RESERVE=${RESERVE:-45}; LOSS=${LOSS:-l1}; WARMUP=${WARMUP:-$(( STEPS / 20 < 100 ? STEPS / 20 : 100 ))}
 MODEL=wanray/embedded_model; LARGE=("$MODEL/Wan2.1_VAE.pth" "$MODEL/diffusion_pytorch_model-00001-of-00001.safetensors")
 CKPT_NAME=${STAGE//-/_}_stage/checkpoint; ENCODER=.frozen/vae_encoder.safetensors
-export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS DECODER_MULT VAE_DIM
+export STAGE STEPS ENTRIES DATA_SEED BATCH CROP CLIP_FRAMES LR SAVE_EVERY WARMUP LOSS DECODER_MULT VAE_DIM ONE_CALL
 train() {  # python -m wanray.training.embedded with this run's settings; MODEL: the model folder it starts from
   local run=(--stage "$STAGE" --entries "$ENTRIES" --data-seed "$DATA_SEED" --batch "$BATCH" --lr "$LR"
              --steps "$STEPS" --save-every "$SAVE_EVERY" --checkpoint-only --checkpoint-precision portable)
   if [[ $STAGE == dit ]]; then run+=(--frames "$CLIP_FRAMES" --model "$MODEL")
   else run+=(--crop "$CROP" --clip-frames "$CLIP_FRAMES" --cosine --warmup "$WARMUP" --loss "$LOSS"
-             --vae-from "$MODEL" ${DECODER_MULT:+--decoder-dim-mult "$DECODER_MULT"} ${VAE_DIM:+--vae-dim "$VAE_DIM"}); fi
+             --vae-from "$MODEL" ${DECODER_MULT:+--decoder-dim-mult "$DECODER_MULT"} ${VAE_DIM:+--vae-dim "$VAE_DIM"}
+             ${ONE_CALL:+--fresh-moments}); fi
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }

@@ -50,15 +50,18 @@ def save_checkpoint(directory: Path, weights: dict[str, torch.Tensor], optimizer
 
 
 def load_checkpoint(directory: Path, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None) -> dict[str, torch.Tensor]:
-    """The checkpoint's weights (float32, on the CPU); restores the optimizer and scheduler given."""
+                    scheduler=None, fresh_moments: bool = False) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights (float32, on the CPU); restores the optimizer and scheduler given.
+    ``fresh_moments``: a checkpoint saved without the optimizer's state resumes with ``optimizer`` as it is (fresh
+    Adam moments, whose bias correction restarts), where it would otherwise be refused."""
     from safetensors.torch import load_file
 
     weights = {n: t.float() for n, t in load_file(str(directory / WEIGHTS)).items()}
-    if optimizer is not None:
+    if optimizer is not None and not (fresh_moments and not (directory / OPTIMIZER).is_file()):
         if not (directory / OPTIMIZER).is_file():  # e.g. a one-call GPU host run's returned checkpoint
             raise FileNotFoundError(f"{directory} holds weights but no optimizer state ({OPTIMIZER}): it cannot be "
-                                    "resumed; ship its weights, or start a new run from them")
+                                    "resumed as it was; resume it with fresh moments (--fresh-moments), ship its "
+                                    "weights, or start a new run from them")
         state = torch.load(directory / OPTIMIZER, weights_only=True, map_location="cpu")
         optimizer.load_state_dict({**state, "state": {i: _expand(s) for i, s in state["state"].items()}})
     if scheduler is not None:

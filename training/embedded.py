@@ -145,7 +145,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
               clip_frames: int = 13, decoder_only: bool = False, vae_dim: int | None = None, focus: float = 0.0,
               checkpoint_only: bool = False, vae_from: Path | None = None, cosine: bool = False,
               entries: int = 0, data_seed: int = 0, precision: str = "exact", warmup: int = 0,
-              loss_kind: str = "l1", decoder_dim_mult: tuple[int, ...] | None = None) -> Path | None:
+              loss_kind: str = "l1", decoder_dim_mult: tuple[int, ...] | None = None,
+              fresh_moments: bool = False) -> Path | None:
     """Train the VAE from scratch (or on from ``vae_from``, a model folder), or (``decoder_only``) fine-tune the
     decoder of ``<out>``'s trained VAE (or of ``vae_from``).
 
@@ -169,7 +170,8 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     ``decoder_dim_mult`` (decoder-only): widen the decoder to these widths first, starting from the old decoder's
     function (``wanray.training.vae_widen``); the encoder and its latents stay as they are.
     A checkpoint in ``<out>/<stage>_stage/checkpoint`` holds the whole VAE and its architecture (``vae_arch.json``),
-    so a run resumes from it alone.
+    so a run resumes from it alone. ``fresh_moments``: resume one saved without Adam's moments (a GPU host's call
+    returns the whole VAE's weights without them) with new moments, on the same schedule and data order.
     """
     from dataclasses import replace
 
@@ -178,7 +180,7 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     from wanray.generation import resolve_model
     from wanray.loading import load_vae
     from wanray.specs import VAEArch, spec_for_dir
-    from wanray.training.checkpoint import load_checkpoint, replace_atomically, save_checkpoint
+    from wanray.training.checkpoint import OPTIMIZER, load_checkpoint, replace_atomically, save_checkpoint
     from wanray.training.config import OptimSettings
     from wanray.training.engine import lr_lambda
     from wanray.training.state import TrainerState
@@ -250,10 +252,12 @@ def train_vae(data_dir: Path | None, out: Path, device: torch.device, steps: int
     schedule = lr_lambda(OptimSettings(lr=lr, warmup_steps=warmup, schedule="cosine" if cosine else "constant"), steps)
     state = TrainerState()
     if resuming:  # the whole VAE (frozen parts too) and the optimizer: a run resumes from this folder alone
-        weights = load_checkpoint(ckpt_dir, optimizer)
+        fresh = fresh_moments and not (ckpt_dir / OPTIMIZER).is_file()
+        weights = load_checkpoint(ckpt_dir, optimizer, fresh_moments=fresh_moments)
         model.load_state_dict(weights)
         state = TrainerState.load(ckpt_dir)
-        print(f"{stage}: resumed at step {state.step} from {ckpt_dir}", flush=True)
+        print(f"{stage}: resumed at step {state.step} from {ckpt_dir}" + (" with fresh Adam moments" if fresh else ""),
+              flush=True)
 
     def save() -> None:
         def write(folder: Path) -> None:
@@ -481,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", type=int, default=None, metavar="STEP",
                    help="dit stage with --entries: stop this run at STEP; the schedule still ends at --steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh-moments", action="store_true",
+                   help="vae stages: resume a checkpoint saved without the optimizer's state, with new Adam moments")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="also stop after this many seconds of training, then write the model as if done")
     args = p.parse_args(argv)
@@ -510,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                   args.save_every, args.seed, args.batch, args.crop, args.max_seconds,
                   args.clip_frames or (77 if decoder_only else 13), decoder_only, args.vae_dim, args.focus,
                   args.checkpoint_only, args.vae_from, args.cosine, args.entries, args.data_seed,
-                  args.checkpoint_precision, args.warmup, args.loss, _dim_mult(p, args.decoder_dim_mult))
+                  args.checkpoint_precision, args.warmup, args.loss, _dim_mult(p, args.decoder_dim_mult),
+                  args.fresh_moments)
     else:
         train_dit(data, out, device, args.steps, args.lr or 2e-4, args.size, args.frames, args.save_every,
                   args.max_seconds, args.batch, tuple(args.settings))

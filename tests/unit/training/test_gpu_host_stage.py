@@ -173,6 +173,18 @@ def test_a_whole_vae_call_trains_the_encoder_too_and_ships_the_vae(checkout: Pat
     for part in ("encoder.", "decoder."):  # the whole VAE trains: the shipped DiT's latents change with it
         assert any(not torch.equal(trained[k], step0[k]) for k in step0 if k.startswith(part)), part
     assert not (checkout / ".ckpt/optimizer.pt").exists()  # a one-call run's files come back without the moments
+    # the run's next call, on a bare machine, resumes those weights with fresh moments, on the same schedule
+    restaged = script(checkout, "stage", str(bundle), "part-02", **vae)
+    assert restaged.returncode == 0 and "(64 at most): checkpoint at step 3" in restaged.stdout, restaged.stderr
+    again = script(checkout, "call", "300", str(tmp_path / "out2"), STEPS="4", WORK=str(tmp_path / "work2"),
+                   SITE=str(tmp_path / "site"), **vae)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resumed at step 3" in again.stdout and "with fresh Adam moments" in again.stdout
+    assert "checkpoint at step 4" in again.stdout
+    assert script(checkout, "collect", str(tmp_path / "out2"), "test-vae-call2", **vae).returncode == 0
+    resumed = load_file(str(checkout / ".ckpt/trainable.safetensors"))
+    assert step_of(checkout / ".ckpt") == 4 and any(not torch.equal(resumed[k], trained[k]) for k in trained)
+    trained = resumed
 
     assert script(checkout, "stage", "none").returncode == 0
     shipped = script(checkout, "ship", **vae)
