@@ -79,7 +79,7 @@ def test_an_unknown_precision_is_refused(tmp_path):
         raise AssertionError("precision='fp4' was accepted")
 
 
-def test_a_checkpoint_without_its_optimizer_state_loads_its_weights_but_refuses_to_resume(tmp_path):
+def test_a_checkpoint_without_its_optimizer_state_loads_its_weights_and_resumes_only_with_fresh_moments(tmp_path):
     model, optimizer, scheduler = _model_and_optimizer(int(torch.randint(0, 2**31, ())))
     _train(model, optimizer, scheduler, _batches(1))
     save_checkpoint(tmp_path, dict(model.named_parameters()), optimizer, precision="portable")
@@ -89,3 +89,9 @@ def test_a_checkpoint_without_its_optimizer_state_loads_its_weights_but_refuses_
     fresh = _model_and_optimizer(1)
     with pytest.raises(FileNotFoundError, match="no optimizer state .* cannot be resumed"):
         load_checkpoint(tmp_path, fresh[1])
+    # asked for, it resumes with the optimizer as given (fresh moments); one that has its state still restores it
+    resumed = load_checkpoint(tmp_path, fresh[1], fresh_moments=True)
+    assert resumed.keys() == weights.keys() and fresh[1].state_dict()["state"] == {}
+    save_checkpoint(tmp_path, dict(model.named_parameters()), optimizer, precision="portable")
+    load_checkpoint(tmp_path, fresh[1], fresh_moments=True)
+    assert fresh[1].state_dict()["state"].keys() == optimizer.state_dict()["state"].keys() != set()
