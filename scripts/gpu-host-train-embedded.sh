@@ -108,7 +108,8 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     size=$(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) + $(cat "${carried[@]}" | wc -c) ))
     echo "this call carries $((size / 1048576)) MiB (64 at most): $(starts_at .ckpt), $(ls .bundle | tr '\n' ' ')"
     (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; }
-    if [[ -f .ckpt/trainer_state.json ]] && (( $(step_of .ckpt) == 0 )); then  # the calls after this one carry the moments too: refuse a run they cannot
+    # the calls after a step-0 one carry the moments too: refuse a run they cannot
+    if [[ -f .ckpt/trainer_state.json ]] && (( $(step_of .ckpt) == 0 )); then
       size=$(( size + $(moments_bytes .ckpt) ))
       echo "the calls after it carry $((size / 1048576)) MiB with Adam's moments"
       if (( size > 64 * 1048576 )) && [[ ${ONE_CALL:-} != 1 ]]; then

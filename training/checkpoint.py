@@ -57,8 +57,9 @@ def load_checkpoint(directory: Path, optimizer: torch.optim.Optimizer | None = N
     from safetensors.torch import load_file
 
     weights = {n: t.float() for n, t in load_file(str(directory / WEIGHTS)).items()}
-    if optimizer is not None and not (fresh_moments and not (directory / OPTIMIZER).is_file()):
-        if not (directory / OPTIMIZER).is_file():  # e.g. a one-call GPU host run's returned checkpoint
+    has_moments = (directory / OPTIMIZER).is_file()
+    if optimizer is not None and (has_moments or not fresh_moments):
+        if not has_moments:  # e.g. a one-call GPU host run's returned checkpoint
             raise FileNotFoundError(f"{directory} holds weights but no optimizer state ({OPTIMIZER}): it cannot be "
                                     "resumed as it was; resume it with fresh moments (--fresh-moments), ship its "
                                     "weights, or start a new run from them")
