@@ -22,9 +22,10 @@ FP8 = ["scaling.use_gpu=true", "strategy.fp8=true"]
 # On runs 19 + 20's they were: gradient max 0.173, loss max 0.087, cosine min 0.985; runs 16 + 18's: 0.191, 0.054,
 # 0.982; run 15's: 0.181, 0.053, 0.984; run 14's: 0.182, 0.048; run 12's: 0.180, 0.048; run 11's: 0.184, 0.055,
 # 0.983; run 10's: 0.175, 0.057, 0.985; run 6's (751c476): 0.182, 0.044, 0.984.
-# The loss difference grew 2.5x on runs 19 + 20's weights (and fell back on run 21's), not through the code (runs 16 + 18's weights still give
-# seed 0 0.010) nor the casts (each linear's own error is unchanged): the text cross-attention of the last DiT and
-# VACE blocks now amplifies the query's unchanged ~7% float8 error 3-4x instead of ~2x (the md file's session 21).
+# The loss difference grew 2.5x on runs 19 + 20's weights (and fell back on run 21's), not through the code (runs
+# 16 + 18's weights still give seed 0 0.010) nor the casts (each linear's own error is unchanged): the text
+# cross-attention of the last DiT and VACE blocks then amplified the query's unchanged ~7% float8 error 3-4x instead
+# of ~2x (the md file's session 21).
 # Each e4m3 cast is off by ~2.7%, and no tensor has outliers. The trained DiT amplifies that rounding, most of
 # all at low noise: the prediction is ~4% off at timestep 900 and ~21% off at timestep 20. The first bound,
 # 0.15, was set on the untrained weights, which gave 0.046-0.062.
