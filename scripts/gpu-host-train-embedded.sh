@@ -63,6 +63,7 @@ train() {  # python -m wanray.training.embedded with this run's settings; MODEL:
   "${PY:-python3}" -m wanray.training.embedded "${run[@]}" "$@"
 }
 step_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"; }
+holds_ckpt() { [[ -f $1/trainer_state.json ]]; }  # else a one-call VAE run's .ckpt: its run_id alone
 moments_bytes() {  # Adam's float8 moments, 2 bytes per trained value, which a step-0 checkpoint does not hold yet
   python3 - "$1/trainable.safetensors" "$([[ $STAGE == vae-decoder ]] && echo decoder.)" <<'EOF'
 import json, math, struct, sys
@@ -72,7 +73,7 @@ print(sum(2 * math.prod(v["shape"]) for k, v in header.items() if k != "__metada
 EOF
 }
 starts_at() {  # what a call starts from: a carried checkpoint, or (none carried) the shipped VAE
-  if [[ -f $1/trainer_state.json ]]; then echo "checkpoint at step $(step_of "$1")"
+  if holds_ckpt "$1"; then echo "checkpoint at step $(step_of "$1")"
   else echo "the shipped VAE${VAE_DIM:+, widened to $VAE_DIM on the host}, no checkpoint"; fi
 }
 holds_dit() { grep -q '"dit\.' < <(head -c 1000000 "$1/trainable.safetensors"); }  # the safetensors header names it
@@ -85,10 +86,10 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     [[ -d ${2:-} && $(cd "$2" && pwd) != "$PWD/.bundle" ]] ||
       { echo "stage: give the bundle's folder (not .bundle, which this step empties) and the parts to carry" >&2; exit 2; }
     git checkout -- "$MODEL"
-    if [[ -f .ckpt/trainer_state.json ]] && [[ $(holds_dit .ckpt && echo dit) != $([[ $STAGE == dit ]] && echo dit) ]]; then
+    if holds_ckpt .ckpt && [[ $(holds_dit .ckpt && echo dit) != $([[ $STAGE == dit ]] && echo dit) ]]; then
       echo "stage: .ckpt is another stage's checkpoint (STAGE=$STAGE): ship or move it first" >&2; exit 1
     fi
-    if [[ ! -f .ckpt/trainer_state.json ]]; then  # step 0: the shipped model, no optimizer state yet
+    if ! holds_ckpt .ckpt; then  # step 0: the shipped model, no optimizer state yet
       rm -rf .ckpt /tmp/wanray-step0
       if [[ $STAGE == vae && ${ONE_CALL:-} == 1 ]]; then  # the call widens the shipped VAE itself: its file (29 MB)
         mkdir .ckpt                                        # carries lighter than a dim-40 step-0 checkpoint (44 MB)
@@ -100,7 +101,7 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     fi
     rm -rf .frozen
     if [[ $STAGE == dit ]]; then "${PY:-.venv/bin/python}" -m wanray.training.gpu_host carry-encoder "$MODEL" "$ENCODER"; fi
-    large=("${LARGE[@]}"); [[ -f .ckpt/trainer_state.json ]] || large=("${LARGE[1]}")  # keep the VAE it starts from
+    large=("${LARGE[@]}"); holds_ckpt .ckpt || large=("${LARGE[1]}")  # keep the VAE it starts from
     rm -f "${large[@]}"; rm -rf .bundle; mkdir .bundle
     cp "$2"/{MANIFEST.txt,SHA256SUMS,offline-install.sh} .bundle/
     for part in "${@:3}"; do cp "$2/${part%.tar.xz}.tar.xz" .bundle/; done
@@ -109,7 +110,7 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     echo "this call carries $((size / 1048576)) MiB (64 at most): $(starts_at .ckpt), $(ls .bundle | tr '\n' ' ')"
     (( size <= 64 * 1048576 )) || { echo "too large: carry fewer parts in this call" >&2; exit 1; }
     # the calls after a step-0 one carry the moments too: refuse a run they cannot
-    if [[ -f .ckpt/trainer_state.json ]] && (( $(step_of .ckpt) == 0 )); then
+    if holds_ckpt .ckpt && (( $(step_of .ckpt) == 0 )); then
       size=$(( size + $(moments_bytes .ckpt) ))
       echo "the calls after it carry $((size / 1048576)) MiB with Adam's moments"
       if (( size > 64 * 1048576 )) && [[ ${ONE_CALL:-} != 1 ]]; then
@@ -128,12 +129,12 @@ case ${1:?usage: $0 stage BUNDLE PART...|stage none|call SECONDS OUT|collect [DI
     # a warm machine keeps the last call's checkpoint: take it when it is this run's (the stage step's run_id) and
     # newer than the carried one (that call's files were lost), else the carried one (another run's, or older)
     run_id=$(cat .ckpt/run_id 2>/dev/null || echo none); kept=$work/$CKPT_NAME
-    if [[ $run_id != none && -f $kept/trainer_state.json && $(cat "$kept.run_id" 2>/dev/null) == "$run_id" ]] &&
-       (( $(step_of "$kept") > $([[ -f .ckpt/trainer_state.json ]] && step_of .ckpt || echo -1) )); then
+    if [[ $run_id != none && $(cat "$kept.run_id" 2>/dev/null) == "$run_id" ]] && holds_ckpt "$kept" &&
+       (( $(step_of "$kept") > $(holds_ckpt .ckpt && step_of .ckpt || echo -1) )); then
       echo "call: this machine kept step $(step_of "$kept") of this run: resuming from it"
     else
       rm -rf "$kept" && mkdir -p "$(dirname "$kept")" && echo "$run_id" > "$kept.run_id"
-      if [[ -f .ckpt/trainer_state.json ]]; then cp -r .ckpt "$kept"; fi  # else training starts from the model
+      if holds_ckpt .ckpt; then cp -r .ckpt "$kept"; fi  # else training starts from the model
     fi
     cd "$work"  # python -m puts the working directory first on sys.path: not the checkout's wanray/
     start_from=$OLDPWD/$MODEL
