@@ -253,6 +253,8 @@ def targets(entries: list[dict], demo: dict, speed: dict) -> list[dict]:
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     worst = lambda key, fn: fn(r[key] for r in rows)  # noqa: E731
     n = len(rows)
+    # the mean's standard error over entries: how far another draw of entries could move it (0 for a single entry)
+    se = lambda key: float(np.std([r[key] for r in rows], ddof=1) / np.sqrt(n)) if n > 1 else 0.0  # noqa: E731
 
     def at_least(name, measured, threshold, unit, note):
         return {"target": name, "measured": measured, "threshold": f">= {threshold:g}{unit}",
@@ -268,11 +270,11 @@ def targets(entries: list[dict], demo: dict, speed: dict) -> list[dict]:
                  f"{mean('vae_dancer_psnr'):.2f} dB (mean over entries); "
                  f"{sum(r['vae_psnr_min'] >= VAE_MIN_PSNR for r in rows)}/{n} entries meet it"),
         at_least("generated mean PSNR", worst("psnr_mean", min), GEN_MEAN_PSNR, " dB",
-                 f"worst entry; mean over entries {mean('psnr_mean'):.2f} dB; the dancer's pixels "
+                 f"worst entry; mean over entries {mean('psnr_mean'):.2f} ± {se('psnr_mean'):.2f} dB (s.e.); the dancer's pixels "
                  f"{mean('dancer_psnr'):.2f} dB; "
                  f"{sum(r['psnr_mean'] >= GEN_MEAN_PSNR for r in rows)}/{n} entries meet it"),
         at_least("generated mean SSIM", worst("ssim_mean", min), GEN_MEAN_SSIM, "",
-                 f"worst entry; mean over entries {mean('ssim_mean'):.3f}; "
+                 f"worst entry; mean over entries {mean('ssim_mean'):.3f} ± {se('ssim_mean'):.3f} (s.e.); "
                  f"{sum(r['ssim_mean'] >= GEN_MEAN_SSIM for r in rows)}/{n} entries meet it; the VAE round trip "
                  f"alone: mean {mean('vae_ssim_mean'):.3f}, worst entry {worst('vae_ssim_mean', min):.3f}"),
         at_least("generated, no frame below", worst("psnr_min", min), GEN_MIN_PSNR, " dB",
