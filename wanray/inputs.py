@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wanray.config import GenerationConfig
 from wanray.sampling import SAMPLERS
@@ -79,19 +79,24 @@ def open_image_checked(data: bytes, what: str = "image") -> Image.Image:
     """Decode image bytes safely: size is checked from the header before pixels are decoded."""
     import io
 
+    unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
     try:
         image = Image.open(io.BytesIO(data))
-        image.verify()  # header and structure; raises on truncated or non-image data
+        image.verify()  # header and structure; raises on non-image data (not on a JPEG cut short: load() does)
         image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except unreadable as e:
         raise InvalidInput(f"{what} could not be read as an image ({type(e).__name__}); send a JPEG, PNG, WebP or BMP") from e
     except Image.DecompressionBombError as e:
         raise InvalidInput(f"{what} has too many pixels (limit {MAX_IMAGE_PIXELS:,})") from e
     if image.format not in IMAGE_FORMATS:
         raise InvalidInput(f"{what} is a {image.format} image; send a JPEG, PNG, WebP or BMP")
     _check_pixels(image.width, image.height, what)
-    image.load()
-    return image
+    try:
+        image.load()
+    except unreadable as e:
+        raise InvalidInput(f"{what} is cut short or damaged ({e}); send the whole file") from e
+    # phones store portraits sideways with an EXIF Orientation tag that viewers apply: so do we
+    return ImageOps.exif_transpose(image)
 
 
 def _check_pixels(width: int, height: int, what: str) -> None:

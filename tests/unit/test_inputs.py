@@ -1,10 +1,13 @@
 """Every class of bad input is refused before model work, with a message that says what to fix."""
 
+import io
+
+import numpy as np
 import pytest
 from PIL import Image
 
 from wanray.config import GenerationConfig, LoraRef
-from wanray.inputs import InvalidInput, check_frames, check_size, load_image, prepare
+from wanray.inputs import InvalidInput, check_frames, check_size, load_image, open_image_checked, prepare
 from wanray.specs import embedded
 
 
@@ -49,6 +52,35 @@ def test_image_checks(tmp_path):
     Image.new("RGB", (32, 32)).save(tiff_as_png, format="TIFF")
     with pytest.raises(InvalidInput, match="TIFF image"):
         load_image(tiff_as_png)
+
+
+def _jpeg(pixels: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, **save)
+    return buffer.getvalue()
+
+
+def test_a_jpeg_cut_short_is_refused_with_a_message_not_a_crash(tmp_path):
+    whole = _jpeg(np.random.default_rng().integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    with pytest.raises(InvalidInput, match="cut short or damaged"):
+        open_image_checked(whole[: len(whole) * 2 // 3], "photo")
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InvalidInput, match="photo.*cut short"):
+        load_image(path, "photo")
+
+
+def test_a_phone_portrait_is_turned_upright_by_its_exif_orientation():
+    # stored landscape (64 wide, 48 tall) with Orientation 6 ("rotate 90 clockwise to view"), as phones save portraits
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:, :16] = 255  # a white band on the stored image's left edge: the viewed image's top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    viewed = np.asarray(open_image_checked(_jpeg(stored, exif=exif.tobytes()), "photo").convert("RGB"))
+    assert viewed.shape == (64, 48, 3)
+    assert viewed[:12].mean() > 200 and viewed[20:].mean() < 30
+    plain = open_image_checked(_jpeg(stored), "photo")  # no tag: as stored
+    assert plain.size == (64, 48)
 
 
 def test_too_many_pixels(tmp_path, monkeypatch):
