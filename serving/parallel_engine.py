@@ -25,6 +25,34 @@ def _rank_env(rank: int, world: int, master: str, port: int) -> dict[str, str]:
             "LOCAL_RANK": "0", "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
 
 
+class StoppedByRankZero(Exception):
+    """Rank 0 stopped the request between two steps (the job was cancelled, or its lease lost)."""
+
+
+def step_sync(device, progress=None):
+    """The progress callback every rank runs after each denoising step. Rank 0 calls ``progress`` (which raises to
+    stop the job) and broadcasts whether the request goes on, so all ranks stop after the same step: a rank that ran
+    on would wait in the next step's collective for one that left (until the group's timeout, 10-30 min)."""
+    import torch
+    import torch.distributed as dist
+
+    def after_step(step: int, steps: int) -> None:
+        stop = None
+        if progress is not None:
+            try:
+                progress(step, steps)
+            except Exception as e:  # noqa: BLE001 - re-raised below, once the other ranks know
+                stop = e
+        flag = torch.tensor([int(stop is not None)], dtype=torch.int32, device=device)  # [1]
+        dist.broadcast(flag, src=0)
+        if stop is not None:
+            raise stop
+        if flag.item():
+            raise StoppedByRankZero()
+
+    return after_step
+
+
 @ray.remote
 class RankWorker:
     """Ranks 1..N-1: the same pipeline, following rank 0 request by request."""
@@ -35,8 +63,13 @@ class RankWorker:
 
         self.generator = WanGenerator.load(model)
 
-    def generate(self, config: GenerationConfig) -> None:
-        self.generator.generate(config)  # collectives with the other ranks; rank 0 keeps the frames
+    def generate(self, config: GenerationConfig) -> bool:
+        """Collectives with the other ranks; rank 0 keeps the frames. False when rank 0 stopped the request."""
+        try:
+            self.generator.generate(config, progress=step_sync(self.generator.device))
+        except StoppedByRankZero:
+            return False
+        return True
 
 
 class ParallelGenerator:
@@ -66,6 +99,6 @@ class ParallelGenerator:
     def generate(self, config: GenerationConfig, progress=None):
         pending = [w.generate.remote(config) for w in self.workers]
         try:
-            return self.generator.generate(config, progress=progress)
+            return self.generator.generate(config, progress=step_sync(self.device, progress))
         finally:
             ray.get(pending)  # a failed rank surfaces here, with its error
