@@ -13,11 +13,12 @@ Layout: ``CACHE_DIR/<fingerprint>/<split>/*.parquet`` (columns ``id``, ``split``
 ``tensors``: a safetensors blob of ``encode_sample``'s dict, so dtypes and shapes come back exactly)
 and ``CACHE_DIR/<fingerprint>/<split>.json``, written last: a cache without it is incomplete and
 never matches. The fingerprint hashes the model's files (path, size, first and last MiB of each),
-its spec, and height, width, frames and fps.
+its spec, and height, width, frames and fps. The json keeps a digest of each entry's prompt and media files (path,
+size, modification time): a cache matches a dataset only while every entry of the split is in it as it is now.
 
 Training side:
 
-    if cache_matches(cache_dir, "embedded", VideoShape(height=128, width=128, frames=81)):
+    if cache_matches(cache_dir, "embedded", VideoShape(height=128, width=128, frames=81), dataset="data/quick"):
         ds = read_latent_cache(cache_dir, "train")             # rows: id, split, prompt, tensors
         ...  tensors = row_to_tensors(row)                     # {"input_latents": [1,16,T',h,w], ...}
 """
@@ -88,15 +89,63 @@ def _marker(cache_dir: Path, fp: str, split: str) -> Path:
     return Path(cache_dir) / fp / f"{split}.json"
 
 
-def cache_matches(
-    cache_dir: Path | str, model: str, shape, split: str = "train", model_spec: str | None = None
-) -> bool:
-    """True when ``cache_dir`` holds a complete cache of ``split`` (or of ``all``) for this model and shape."""
+def entry_digests(root: Path | str, entries: list[dict]) -> dict[str, str]:
+    """Per entry id, 16 hex digits over its prompt and each media file's path (under ``root``), size and modification
+    time: a cached row is stale once any of them changes."""
+    from wanray.datasets.schema import MEDIA_COLUMNS
+
+    root = Path(root).resolve()
+    out = {}
+    for entry in entries:
+        digest = hashlib.sha256(entry["prompt"].encode())
+        for column in MEDIA_COLUMNS:
+            if entry.get(column):
+                path = Path(entry[column])
+                stat = path.stat()
+                digest.update(f"\0{column}\0{path.resolve().relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        out[entry["id"]] = digest.hexdigest()[:16]
+    return out
+
+
+def _split_digests(dataset: Path | str, split: str) -> dict[str, str]:
+    from wanray.datasets.ingest import IngestConfig, entry_table
+    from wanray.datasets.schema import MEDIA_COLUMNS
+
+    return entry_digests(dataset, entry_table(IngestConfig(root=Path(dataset), split=split, media=MEDIA_COLUMNS)))
+
+
+def stale_entries(meta: dict, current: dict[str, str]) -> list[str]:
+    """The ids of ``current`` (id -> digest) that a cache's marker does not hold as they are now (new or changed);
+    ids the cache left out on purpose (a validation report's quarantine) are not counted."""
+    cached, excluded = meta.get("entries", {}), set(meta.get("excluded", ()))
+    return sorted(i for i, d in current.items() if i not in excluded and cached.get(i) != d)
+
+
+def cache_mismatch(cache_dir: Path | str, model: str, shape, split: str = "train", model_spec: str | None = None, *,
+                   dataset: Path | str) -> str | None:
+    """None when ``cache_dir`` holds a complete cache of ``split`` (or of ``all``) for this model and shape that
+    holds every entry of ``dataset``'s split as its files are now; else why not."""
     cache_dir = Path(cache_dir)
-    if not cache_dir.is_dir():
-        return False
     fp = fingerprint(model, shape, model_spec)
-    return any(_marker(cache_dir, fp, s).is_file() for s in (split, "all"))
+    markers = [_marker(cache_dir, fp, s) for s in (split, "all") if _marker(cache_dir, fp, s).is_file()]
+    if not markers:
+        return f"latent cache {cache_dir} holds no {split!r} cache for {model} at {as_shape(shape)}"
+    current = _split_digests(dataset, split)
+    for marker in markers:
+        stale = stale_entries(json.loads(marker.read_text()), current)
+        if not stale:
+            return None
+    return f"latent cache {marker} is older than {dataset}: {_changed(stale)} (e.g. {', '.join(stale[:3])})"
+
+
+def _changed(stale: list[str]) -> str:
+    return f"{len(stale)} {'entry is' if len(stale) == 1 else 'entries are'} new or changed since it was made"
+
+
+def cache_matches(cache_dir: Path | str, model: str, shape, split: str = "train", model_spec: str | None = None, *,
+                  dataset: Path | str) -> bool:
+    """True when ``cache_mismatch`` finds nothing: the cache is complete and current for this model and shape."""
+    return cache_mismatch(cache_dir, model, shape, split, model_spec, dataset=dataset) is None
 
 
 def complete_caches(cache_dir: Path | str) -> list[dict]:
@@ -251,8 +300,6 @@ def build_cache(config: CacheConfig) -> Path:
     fp = fingerprint(config.model, config.shape, config.model_spec)
     out = Path(config.out)
     final, marker = out / fp / config.split, _marker(out, fp, config.split)
-    if marker.exists() and not config.overwrite:
-        raise ValueError(f"{marker} exists: this cache is already complete; pass --overwrite to rebuild it")
     ingest = IngestConfig(
         root=Path(config.root),
         split=config.split,
@@ -261,7 +308,13 @@ def build_cache(config: CacheConfig) -> Path:
         exclude_ids=quarantined_ids(config.exclude_report) if config.exclude_report else frozenset(),
         batch_size=1,
     )
-    expected = sorted(e["id"] for e in entry_table(ingest))
+    entries = entry_table(ingest)
+    digests = entry_digests(config.root, entries)
+    if marker.exists() and not config.overwrite:
+        stale = stale_entries(json.loads(marker.read_text()), digests)
+        state = _changed(stale) if stale else "this cache is already complete"
+        raise ValueError(f"{marker} exists: {state}; pass --overwrite to rebuild it")
+    expected = sorted(digests)
     staging = out / fp / f".{config.split}.{uuid.uuid4().hex[:8]}.tmp"
     started = time.perf_counter()
     log.info(
@@ -296,6 +349,7 @@ def build_cache(config: CacheConfig) -> Path:
                 f"cache: wrote {len(written)} rows for {len(expected)} entries "
                 f"(missing {missing[:5]}, unexpected {extra[:5]}); nothing was published"
             )
+        marker.unlink(missing_ok=True)  # the old cache is incomplete from here on
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -316,10 +370,14 @@ def build_cache(config: CacheConfig) -> Path:
         "tiled": config.tiled,
         "count": len(written),
         "ids": written,
+        "entries": digests,  # what each row was encoded from (``stale_entries``)
+        "excluded": sorted(ingest.exclude_ids),
         "seconds": round(seconds, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    marker.write_text(json.dumps(meta, indent=2) + "\n")
+    written_marker = marker.with_suffix(".json.tmp")
+    written_marker.write_text(json.dumps(meta, indent=2) + "\n")
+    written_marker.replace(marker)  # atomic: a marker is whole or absent, and absent means incomplete
     log.info(
         "cache: %d entries in %.1f s (%.2f s/entry) -> %s", len(written), seconds, seconds / max(1, len(written)), final
     )

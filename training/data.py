@@ -72,8 +72,10 @@ def choose_source(config: TrainConfig) -> tuple[str, str]:
     cache_dir = Path(config.data.latent_cache).expanduser()
     if not cache_dir.exists():
         return SOURCE_PIXELS, f"latent cache {cache_dir} does not exist"
-    if not cache.cache_matches(cache_dir, config.model, _shape(config), split=config.data.split):
-        return SOURCE_PIXELS, f"latent cache {cache_dir} was made for another model or shape"
+    mismatch = cache.cache_mismatch(cache_dir, config.model, _shape(config), split=config.data.split,
+                                    dataset=config.data.dataset)
+    if mismatch:
+        return SOURCE_PIXELS, mismatch
     return SOURCE_CACHE, f"latent cache {cache_dir} matches {config.model} at {_shape(config)}"
 
 

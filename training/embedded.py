@@ -409,7 +409,7 @@ def _latent_cache(data_dir: Path, model_dir: Path, cache_dir: Path, size: int, f
     from wanray.datasets.shape import VideoShape
 
     model, shape = str(model_dir.resolve()), VideoShape(height=size, width=size, frames=frames)
-    if not cache_matches(cache_dir, model, shape, "train"):
+    if not cache_matches(cache_dir, model, shape, "train", dataset=data_dir):
         # The VAE is launch-bound on a GPU (one entry at a time kept it ~20% busy): 16 entries per call, 4 actors
         cuda = device.type == "cuda"
         build_cache(CacheConfig(root=data_dir, out=cache_dir, model=model, split="train", shape=shape,

@@ -1,10 +1,11 @@
+import random
 import shutil
 
 import pytest
 import torch
 
 from wanray.cli import main
-from wanray.datasets.cache import cache_matches, complete_caches, read_latent_cache, row_to_tensors
+from wanray.datasets.cache import cache_matches, cache_mismatch, complete_caches, read_latent_cache, row_to_tensors
 from wanray.datasets.ingest import read_split, row_to_sample
 from wanray.datasets.schema import read_records, write_manifest
 from wanray.datasets.shape import VideoShape
@@ -57,14 +58,31 @@ def test_cache_round_trip_equals_direct_encoding(cache_dir, two_entry_set):
             torch.testing.assert_close(got, value, rtol=1e-4, atol=1e-5, msg=f"{entry_id} {key}")
 
 
-def test_cache_matches_its_model_and_shape_only(cache_dir):
-    assert cache_matches(cache_dir, "embedded", TINY, split="all")
-    assert cache_matches(
-        cache_dir, "embedded", (5, 32, 32)
-    )  # the training config's (frames, height, width); "all" covers train
-    assert not cache_matches(cache_dir, "embedded", (9, 32, 32))
-    assert not cache_matches(cache_dir, "embedded", VideoShape(height=32, width=32, frames=5, fps=10))
-    assert not cache_matches(cache_dir / "missing", "embedded", TINY)
+def test_cache_matches_its_model_shape_and_the_datasets_current_files(cache_dir, two_entry_set, tmp_path, capsys):
+    data = dict(dataset=two_entry_set)
+    assert cache_matches(cache_dir, "embedded", TINY, split="all", **data)
+    # the training config's (frames, height, width); "all" covers train
+    assert cache_matches(cache_dir, "embedded", (5, 32, 32), **data)
+    assert not cache_matches(cache_dir, "embedded", (9, 32, 32), **data)
+    assert not cache_matches(cache_dir, "embedded", VideoShape(height=32, width=32, frames=5, fps=10), **data)
+    assert not cache_matches(cache_dir / "missing", "embedded", TINY, **data)
+
+    copy = tmp_path / "copy"  # copied with its files' times: the same content, somewhere else
+    shutil.copytree(two_entry_set, copy)
+    assert cache_mismatch(cache_dir, "embedded", TINY, "all", dataset=copy) is None
+    records = [rec for _, rec in read_records(copy)[1]]
+    edited = random.choice(records)
+    edited["prompt"] += " under a red sky"
+    write_manifest(copy, records)
+    stale = cache_mismatch(cache_dir, "embedded", TINY, "all", dataset=copy)
+    assert stale.endswith(f"1 entry is new or changed since it was made (e.g. {edited['id']})")
+    write_manifest(copy, [rec for _, rec in read_records(two_entry_set)[1]])
+    touched = copy / random.choice(records)["video"]
+    touched.write_bytes(touched.read_bytes())  # same bytes, a new modification time: re-encoded to be safe
+    assert "1 entry is new or changed" in cache_mismatch(cache_dir, "embedded", TINY, "all", dataset=copy)
+    # rebuilding into that folder without --overwrite says why it is stale
+    assert main(["datasets", "cache", str(copy), "--out", str(cache_dir), "--split", "all", *TINY_ARGS]) == 1
+    assert "1 entry is new or changed since it was made; pass --overwrite" in capsys.readouterr().err
 
 
 def test_a_split_reads_its_rows_from_an_all_cache_and_a_fingerprint_picks_the_cache(cache_dir, two_entry_set):
