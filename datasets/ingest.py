@@ -39,6 +39,7 @@ from wanray.datasets.schema import (
     ManifestRow,
     RowError,
     read_manifest,
+    read_records,
     resolve_media,
 )
 from wanray.datasets.shape import VideoShape
@@ -106,21 +107,11 @@ def quarantined_ids(report_path: Path | str) -> frozenset[str]:
 
 def entry_table(config: IngestConfig) -> list[dict]:
     """The split's entries as plain dicts (id, prompt, absolute media paths or None), checked, not decoded."""
-    rows = select_split(read_manifest(config.root), config.split)
-    excluded = [r for r in rows if r.id in config.exclude_ids]
-    if excluded:
-        log.info(
-            "ingest: leaving out %d %s entr%s listed as quarantined",
-            len(excluded),
-            config.split,
-            "y" if len(excluded) == 1 else "ies",
-        )
-    table = []
-    for row in rows:
-        if row.id in config.exclude_ids:
-            continue
-        table.append(_entry(config.root, row, config.decoded))
-    return table
+    manifest = read_manifest(config.root, config.exclude_ids)  # quarantined rows go before they are checked
+    if config.exclude_ids:
+        excluded = len(read_records(config.root)[1]) - len(manifest)
+        log.info("ingest: leaving out %d row%s of the manifest listed as quarantined", excluded, "" if excluded == 1 else "s")
+    return [_entry(config.root, row, config.decoded) for row in select_split(manifest, config.split)]
 
 
 def _entry(root: Path, row: ManifestRow, decoded: tuple[str, ...]) -> dict:

@@ -175,9 +175,11 @@ def duplicate_ids(records: list[tuple[int, dict[str, str]]]) -> dict[str, list[i
     return {k: v for k, v in lines.items() if len(v) > 1}
 
 
-def read_manifest(root: Path | str) -> list[ManifestRow]:
-    """Every row of the manifest, schema-checked, ids unique. Raises ManifestError naming the bad rows."""
+def read_manifest(root: Path | str, exclude_ids: frozenset[str] = frozenset()) -> list[ManifestRow]:
+    """Every row of the manifest, schema-checked, ids unique. Raises ManifestError naming the bad rows.
+    ``exclude_ids``: rows left out before any check (a validation report's quarantine, bad rows included)."""
     path, records = read_records(root)
+    records = [(line, r) for line, r in records if (r.get("id") or "").strip() not in exclude_ids]
     rows, problems = [], []
     for line, record in records:
         try:
@@ -202,12 +204,16 @@ def resolve_media(root: Path | str, relative: str, column: str) -> Path:
         raise RowError(problems)
     root = Path(root).resolve()
     path = root / relative.replace("\\", "/")
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root):
+    try:  # a name too long, a symlink loop or a NUL byte: the row's problem, not the whole run's
+        resolved = path.resolve()
+        inside, exists, is_file = resolved.is_relative_to(root), resolved.exists(), resolved.is_file()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise RowError([f"{column}: {relative!r} cannot be looked up ({e})"]) from e
+    if not inside:
         raise RowError([f"{column}: {relative!r} resolves to {resolved}, outside the dataset root (a symlink?)"])
-    if not resolved.exists():
+    if not exists:
         raise RowError([f"{column}: {relative!r} does not exist"])
-    if not resolved.is_file():
+    if not is_file:
         raise RowError([f"{column}: {relative!r} is not a file"])
     return resolved
 

@@ -159,7 +159,7 @@ def prompt_length(model: str, model_spec: str | None = None) -> PromptLength:
 
 def check_media(root: Path, row: ManifestRow, shape: VideoShape | None) -> list[str]:
     """File, decoding, agreement and job checks of one schema-valid row."""
-    from wanray.inputs import InvalidInput, open_image_checked
+    from wanray.inputs import InvalidInput, load_image
 
     reasons: list[str] = []
     videos: dict[str, VideoInfo] = {}
@@ -173,8 +173,7 @@ def check_media(root: Path, row: ManifestRow, shape: VideoShape | None) -> list[
             continue
         if column in IMAGE_COLUMNS:
             try:
-                image = open_image_checked(path.read_bytes(), column)
-                images[column] = image.size
+                images[column] = load_image(path, column).size  # as ingest reads it: its suffix too
             except InvalidInput as e:
                 reasons.append(f"{column}: {relative!r}: {e}")
             continue

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from wanray.cli import main
+from wanray.datasets.ingest import IngestConfig, entry_table, quarantined_ids
 from wanray.datasets.schema import read_records, write_manifest
 from wanray.datasets.shape import VideoShape
 from wanray.datasets.validate import ValidationConfig, validate
@@ -70,6 +71,29 @@ def undecodable_image(root):
     rec = _records(root)[0]
     _garbage(root / rec["input_image"])
     return rec["id"], "could not be read as an image", None
+
+
+def truncated_jpeg(root):
+    rec = _records(root)[0]
+    path = root / "photos" / "cut.jpg"
+    Image.open(root / rec["input_image"]).convert("RGB").save(path, quality=95)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # its header is whole: only decoding fails
+    return _edit(root, 0, input_image="photos/cut.jpg"), "cut short or damaged", None
+
+
+def image_without_a_suffix_ingest_reads(root):
+    rec = _records(root)[0]
+    (root / rec["input_image"]).rename(root / "photos" / "first_frame")
+    return _edit(root, 0, input_image="photos/first_frame"), "must be one of .jpg", None
+
+
+def name_too_long(root):
+    return _edit(root, 0, input_image="photos/" + "x" * 300 + ".png"), "cannot be looked up", None
+
+
+def symlink_loop(root):
+    os.symlink(root / "photos" / "loop.png", root / "photos" / "loop.png")
+    return _edit(root, 0, input_image="photos/loop.png"), "cannot be looked up", None
 
 
 def frame_counts_disagree(root):
@@ -157,6 +181,10 @@ KINDS = [
     symlink_out_of_root,
     undecodable_video,
     undecodable_image,
+    truncated_jpeg,
+    image_without_a_suffix_ingest_reads,
+    name_too_long,
+    symlink_loop,
     frame_counts_disagree,
     fps_disagree,
     sizes_disagree,
@@ -190,6 +218,14 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(bad_set):
     duplicated = message == "is also used on line(s)"
     assert report.accepted_ids == ids_before[2:] if duplicated else ids_before[1:]
     assert len(quarantined) == (2 if duplicated else 1)
+
+
+def test_ingest_leaves_out_the_reports_quarantine_whatever_was_wrong_with_it(bad_set, tmp_path):
+    root, ids_before, bad, message, job = bad_set
+    report = validate(ValidationConfig(root=root, shape=job))
+    (tmp_path / "report.json").write_text(json.dumps(report.to_json()))
+    table = entry_table(IngestConfig(root=root, split="all", exclude_ids=quarantined_ids(tmp_path / "report.json")))
+    assert [e["id"] for e in table] == report.accepted_ids
 
 
 def test_a_clean_set_is_fully_accepted_and_split(fresh_set):
