@@ -102,7 +102,8 @@ def entry_digests(root: Path | str, entries: list[dict]) -> dict[str, str]:
             if entry.get(column):
                 path = Path(entry[column])
                 stat = path.stat()
-                digest.update(f"\0{column}\0{path.resolve().relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+                where = path.resolve().relative_to(root)
+                digest.update(f"\0{column}\0{where}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         out[entry["id"]] = digest.hexdigest()[:16]
     return out
 

@@ -110,7 +110,7 @@ def entry_table(config: IngestConfig) -> list[dict]:
     manifest = read_manifest(config.root, config.exclude_ids)  # quarantined rows go before they are checked
     if config.exclude_ids:
         excluded = len(read_records(config.root)[1]) - len(manifest)
-        log.info("ingest: leaving out %d row%s of the manifest listed as quarantined", excluded, "" if excluded == 1 else "s")
+        log.info("ingest: leaving out %d manifest row%s listed as quarantined", excluded, "" if excluded == 1 else "s")
     return [_entry(config.root, row, config.decoded) for row in select_split(manifest, config.split)]
 
 

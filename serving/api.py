@@ -90,7 +90,8 @@ def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -
     height = _first(params.height, config.default_height, spec.default_height if spec else None)
     width = _first(params.width, config.default_width, spec.default_width if spec else None)
     few_step = config.few_step_lora is not None
-    steps = _first(params.steps, config.default_steps, FEW_STEPS if few_step else None,
+    # the distillation LoRA fixes the step count: it wins over a default_steps the YAML kept for the plain model
+    steps = _first(params.steps, FEW_STEPS if few_step else None, config.default_steps,
                    spec.default_steps if spec else None)
     cfg = _first(params.cfg, 1.0 if few_step else None)
     frames = _first(params.frames, config.default_frames, DEFAULT_FRAMES)
@@ -247,9 +248,10 @@ def create_api(services: ApiServices) -> FastAPI:
             raise Conflict(f"job {job_id} has no video: {hint}")
         filename = f"wanray-{job_id}.mp4"
         local = services.store.local_path(record.video_key)
+        if not (local.is_file() if local is not None else services.store.exists(record.video_key)):
+            # checked before streaming: once a 200's headers are out, a missing object can only end it empty
+            raise NotFound(f"the video of job {job_id} is no longer in the store")
         if local is not None:
-            if not local.is_file():
-                raise NotFound(f"the video of job {job_id} is no longer in the store")
             return FileResponse(local, media_type="video/mp4", filename=filename)
         return StreamingResponse(services.store.iter_bytes(record.video_key), media_type="video/mp4",
                                  headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -293,7 +295,7 @@ def _admit(services: ApiServices, params: dict, image_bytes: bytes, idem: str | 
         services.enqueue(job_id)
     except Exception:
         log.exception("could not enqueue job %s", job_id)
-        jobs.fail_unqueued(job_id, "the job queue was unreachable; submit again")
+        jobs.fail_unqueued(job_id, "the job queue was unreachable; submit again", idem)
         services.store.delete(key)
         services.metrics.rejected("broker_unreachable")
         raise Unavailable("the job queue is unreachable right now; try again shortly", {"Retry-After": "10"})

@@ -198,7 +198,9 @@ def _heads_or_one(config: ServeConfig) -> int:
 
 
 def hash_token(token: str) -> str:
-    """What goes into ``auth_token_sha256``."""
+    """What goes into ``auth_token_sha256``. Surrounding whitespace (a secret file's newline) is not part of the token:
+    the API strips what a client sends the same way."""
+    token = token.strip()
     if len(token) < 16:
         raise ValueError("an API token must be at least 16 characters "
                          "(make one with: python -c 'import secrets; print(secrets.token_urlsafe())')")

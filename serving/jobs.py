@@ -100,6 +100,12 @@ if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
 return {'ok', ARGV[3]}
 """
 
+# KEYS key ; ARGV value: delete the key only while it still holds value
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS job, lease, active ; ARGV token, lease_ms, max_attempts, now, worker, ttl, id, exhausted_message
 _CLAIM = _FINALIZE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', ''} end
@@ -223,13 +229,16 @@ class JobStore:
         terminal status it already had."""
         return self._cancel(keys=[self.job_key(job_id), self.active_key], args=[repr(time.time()), self.ttl_s, job_id])
 
-    def fail_unqueued(self, job_id: str, error: str) -> None:
-        """A job admitted but never handed to the queue (the broker refused it): end it with the reason."""
+    def fail_unqueued(self, job_id: str, error: str, idempotency_key: str | None = None) -> None:
+        """A job admitted but never handed to the queue (the broker refused it): end it with the reason, and free its
+        idempotency key, so the client's retry with that key makes a new job instead of getting this dead one."""
         with self.r.pipeline() as p:
             p.hset(self.job_key(job_id), mapping={"status": JobStatus.failed.value, "finished_at": repr(time.time()),
                                                   "error": error})
             p.zrem(self.active_key, job_id)
             p.expire(self.job_key(job_id), self.ttl_s)
+            if idempotency_key:
+                p.eval(_DELETE_IF_EQUAL, 1, f"{self.prefix}idem:{idempotency_key}", job_id)
             p.execute()
 
     def depth(self) -> int:

@@ -61,6 +61,8 @@ def _parse_json(body: bytes) -> tuple[VideoParams, bytes]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         where = getattr(e, "pos", "?")
         raise BadRequest(f"the body is not valid JSON ({e.__class__.__name__} at position {where})") from None
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply; send one flat object") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object with image_base64 and the generation fields")
     try:
@@ -70,6 +72,7 @@ def _parse_json(body: bytes) -> tuple[VideoParams, bytes]:
     text = parsed.image_base64
     if text.startswith("data:") and "," in text:  # a data: URL, as browsers produce
         text = text.split(",", 1)[1]
+    text = "".join(text.split())  # line-wrapped base64 (GNU base64, base64.encodebytes) is still base64
     try:
         image = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -3,6 +3,7 @@ every bad-input class, backpressure, auth on and off, cancel, content, idempoten
 
 import base64
 import json
+import random
 import re
 
 import pytest
@@ -62,6 +63,9 @@ def test_json_body_with_base64_photo_and_a_prompt(client, photo_bytes):
     # a data: URL as browsers produce it works too
     body["image_base64"] = "data:image/png;base64," + body["image_base64"]
     assert client.post("/v1/videos", json=body).status_code == 202
+    # and base64 wrapped in lines, as GNU base64 and base64.encodebytes write it
+    body["image_base64"] = base64.encodebytes(photo_bytes).decode()
+    assert "\n" in body["image_base64"] and client.post("/v1/videos", json=body).status_code == 202
 
 
 @pytest.mark.parametrize("fields, status, needles", [
@@ -105,6 +109,9 @@ def test_malformed_bodies_are_400_and_wrong_types_415(client, photo_bytes):
                        400, "not valid JSON")
     assert_clean_error(client.post("/v1/videos", json=["a list"]), 400, "object")
     assert_clean_error(client.post("/v1/videos", json={"image_base64": "@@@", "dance": "wave"}), 400, "base64")
+    nested = b"[" * random.randint(100_000, 200_000)
+    assert_clean_error(client.post("/v1/videos", content=nested, headers={"content-type": "application/json"}),
+                       400, "nested too deeply")
     assert_clean_error(client.post("/v1/videos", json={"dance": "wave"}), 422, "image_base64")
     assert_clean_error(client.post("/v1/videos", content=b"--xx\r\ngarbage",
                                    headers={"content-type": "multipart/form-data; boundary=xx"}), 422, "photo")
@@ -195,6 +202,26 @@ def test_status_progress_eta_and_content(client, services, photo_bytes, tmp_path
     assert f"wanray-{job_id}.mp4" in content.headers["content-disposition"]
 
 
+@pytest.mark.parametrize("kind", ["folder", "fsspec"])
+def test_a_video_gone_from_the_store_is_404_not_an_empty_200(services_for, serve_config, photo_bytes, kind):
+    from fastapi.testclient import TestClient
+
+    from wanray.serving.api import create_api
+
+    memory = f"memory://wanray-{random.getrandbits(64):x}"
+    config = serve_config if kind == "folder" else serve_config.replace(store_uri=memory)
+    services = services_for(config)
+    client = TestClient(create_api(services))
+    job_id = submit(client, photo_bytes).json()["id"]
+    services.jobs.claim(job_id, token="t", worker="replica-a", lease_s=30, max_attempts=3)
+    video = random.randbytes(3000)
+    services.store.put_bytes(f"videos/{job_id}.mp4", video)
+    assert services.jobs.finish(job_id, token="t", status=JobStatus.succeeded, video_key=f"videos/{job_id}.mp4") == "ok"
+    assert client.get(f"/v1/videos/{job_id}/content").content == video  # streamed from fsspec, sent from the folder
+    services.store.delete(f"videos/{job_id}.mp4")
+    assert_clean_error(client.get(f"/v1/videos/{job_id}/content"), 404, "no longer in the store")
+
+
 def test_unknown_jobs_are_404(client):
     for path in ("/v1/videos/0123456789abcdef0123456789abcdef", "/v1/videos/x/content", "/v1/videos/..%2E"):
         assert_clean_error(client.get(path), 404, "no job")
@@ -211,6 +238,32 @@ def test_idempotency_key_returns_the_same_job(client, services, photo_bytes):
     assert queue_length(services) == 1 and services.jobs.depth() == 1
     assert submit_with_key(client, photo_bytes, "order-18").json()["id"] != first.json()["id"]
     assert_clean_error(submit_with_key(client, photo_bytes, "x" * 200), 422, "Idempotency-Key")
+
+
+def test_a_retry_after_the_broker_was_down_makes_a_new_job_under_the_same_key(services, photo_bytes):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from wanray.serving.api import create_api
+
+    broker_up = False
+    real_enqueue = services.enqueue
+
+    def enqueue(job_id):
+        if not broker_up:
+            raise ConnectionError("broker down")
+        real_enqueue(job_id)
+
+    client = TestClient(create_api(replace(services, enqueue=enqueue)))
+    key = f"order-{random.randrange(10**6)}"
+    assert_clean_error(submit_with_key(client, photo_bytes, key), 503, "unreachable", "try again")
+    assert services.jobs.depth() == 0 and queue_length(services) == 0
+    broker_up = True
+    retry = submit_with_key(client, photo_bytes, key)
+    assert retry.status_code == 202 and retry.json()["status"] == "queued", retry.text
+    again = submit_with_key(client, photo_bytes, key)  # from now on the key names the queued job
+    assert again.status_code == 200 and again.json()["id"] == retry.json()["id"] and queue_length(services) == 1
 
 
 def submit_with_key(client, photo, key):
@@ -234,6 +287,8 @@ def test_auth_on(services_for, serve_config, photo_bytes):
     assert_clean_error(wrong, 401, "not valid")
     good = {"Authorization": f"Bearer {token}"}
     assert client.get("/v1/dances", headers=good).status_code == 200
+    # a token read from a file with its newline hashes to the same: the header's token is stripped too
+    assert hash_token(token + "\n") == hash_token(token)
     response = client.post("/v1/videos", files={"photo": ("me.png", photo_bytes, "image/png")},
                            data={"dance": "wave", "frames": "5", "steps": "1"}, headers=good)
     assert response.status_code == 202
@@ -292,7 +347,9 @@ def test_a_few_step_server_defaults_to_4_steps_without_cfg(services_for, serve_c
     lora_dir = tmp_path / "loras"
     lora_dir.mkdir()
     (lora_dir / "distill-4step.safetensors").write_bytes(b"x")
-    config = serve_config.replace(lora_dir=str(lora_dir), few_step_lora="distill-4step")
+    # a default_steps kept from the plain model's YAML (the GPU one says 50) does not apply to the 4-step LoRA
+    config = serve_config.replace(lora_dir=str(lora_dir), few_step_lora="distill-4step",
+                                  default_steps=random.choice([12, 20, 50]))
     client = TestClient(create_api(services_for(config)))
     data = {"dance": "wave", "frames": "5"}
     response = client.post("/v1/videos", files={"photo": ("me.png", photo_bytes, "image/png")}, data=data)
