@@ -203,6 +203,23 @@ def render_batch(batch: dict[str, np.ndarray], config: SynthConfig) -> dict[str,
     return {key: [r[key] for r in rows] for key in rows[0]} if rows else {}
 
 
+# what --resume may change: how many entries (the same seed extends the set) and how the work is split
+RESUMABLE_CHANGES = ("n", "out", "entries_per_task", "resume")
+
+
+def _check_resumable(out: Path, config: SynthConfig) -> None:
+    """A resumed run keeps the files it finds, so every setting they were rendered with must be the same."""
+    earlier_path = out / "synth.json"
+    if not earlier_path.is_file():
+        return
+    earlier, now = json.loads(earlier_path.read_text()), json.loads(json.dumps(config.to_json()))
+    changed = [k for k in now if k not in RESUMABLE_CHANGES and earlier.get(k) != now[k]]
+    if changed:
+        differences = ", ".join(f"{k}: {earlier.get(k)} -> {now[k]}" for k in changed)
+        raise ValueError(f"{out} was rendered with other settings ({differences}); --resume keeps the files already "
+                         "there, so give the same settings, or pick a new --out")
+
+
 def generate(config: SynthConfig, address: str | None = None) -> Path:
     """Render every entry with Ray Data (one task per ``entries_per_task`` entries), then write the manifest."""
     import ray
@@ -214,6 +231,8 @@ def generate(config: SynthConfig, address: str | None = None) -> Path:
         raise ValueError(
             f"{out} already holds a dataset (metadata.csv); pass --resume to complete it or pick a new --out"
         )
+    if config.resume:
+        _check_resumable(out, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "synth.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     if not ray.is_initialized():

@@ -42,6 +42,10 @@ def test_resume_renders_only_what_is_missing_and_a_rerun_without_it_is_refused(
     assert np.array_equal(np.stack(read_frames(lost)[0]), before)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert (ray_set_copy / "metadata.csv").read_text() == manifest
+    # resuming with other settings would mix files of both: refused, naming what differs, before any work
+    lost.unlink()
+    assert main(args + ["--resume", "--dance", "spin"]) == 1
+    assert "was rendered with other settings" in capsys.readouterr().err and not lost.exists()
 
 
 @pytest.mark.parametrize(
