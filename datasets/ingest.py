@@ -214,29 +214,37 @@ def _read_image(path: str, shape: VideoShape) -> np.ndarray:
 
 
 def _read_video(path: str, shape: VideoShape) -> np.ndarray:
+    """The job's frames of a video, [T, H, W, 3]. Each source frame is fitted (or skipped) as it is decoded, so a
+    decode task holds the output's size, not a 1080p/60 fps source's: the batch budget (``row_bytes``) holds."""
     from PIL import Image
 
-    from wanray.datasets.media import read_frames
+    from wanray.datasets.media import open_frames
     from wanray.video import fit
-
-    try:
-        frames, source_fps = read_frames(path, limit=lambda fps: shape.source_frames_needed(fps or shape.fps))
-    except Exception as e:  # imageio/ffmpeg raise many types for unreadable files
-        raise IngestError(f"{path} could not be decoded ({type(e).__name__}: {e})") from e
-    indices = shape.source_indices(source_fps or shape.fps)
-    if len(frames) <= indices[-1]:
-        raise IngestError(
-            f"{path} has {len(frames)} frames at {source_fps:g} fps ({len(frames) / (source_fps or shape.fps):.2f} s); "
-            f"the job needs {shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), "
-            f"i.e. {indices[-1] + 1} source frames"
-        )
 
     def fitted(frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == (shape.height, shape.width):
             return frame  # what fit() would return, without the round trip through PIL
         return np.asarray(fit(Image.fromarray(frame), shape.width, shape.height), dtype=np.uint8)
 
-    return np.stack([fitted(frames[i]) for i in indices])
+    kept: dict[int, np.ndarray] = {}  # source index -> fitted frame (an index may serve two output frames)
+    try:
+        with open_frames(path) as (source_fps, frames):
+            indices = shape.source_indices(source_fps or shape.fps)
+            wanted, count = set(indices), 0
+            for count, frame in enumerate(frames, start=1):
+                if count - 1 in wanted:
+                    kept[count - 1] = fitted(frame)
+                if count > indices[-1]:
+                    break
+    except Exception as e:  # imageio/ffmpeg raise many types for unreadable files
+        raise IngestError(f"{path} could not be decoded ({type(e).__name__}: {e})") from e
+    if count <= indices[-1]:
+        raise IngestError(
+            f"{path} has {count} frames at {source_fps:g} fps ({count / (source_fps or shape.fps):.2f} s); "
+            f"the job needs {shape.frames} frames at {shape.fps:g} fps ({shape.seconds:.2f} s), "
+            f"i.e. {indices[-1] + 1} source frames"
+        )
+    return np.stack([kept[i] for i in indices])
 
 
 def decode_batch(batch: dict[str, np.ndarray], shape: VideoShape, mixed: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

@@ -26,20 +26,28 @@ class VideoInfo:
         return f"{self.width}x{self.height}"
 
 
+@contextmanager
+def open_frames(path: Path | str) -> Iterator[tuple[float, Iterator[np.ndarray]]]:
+    """The frame rate (0 when the file has none) and an iterator of RGB frames (uint8 [H, W, 3]), decoded one at a
+    time: a reader that keeps only what it needs never holds the whole source."""
+    with _open(path) as (fps, reader):
+        yield fps, (np.asarray(frame)[..., :3] for frame in reader)
+
+
 def read_frames(path: Path | str, limit: int | Callable[[float], int] | None = None) -> tuple[list[np.ndarray], float]:
     """RGB frames (uint8 [H, W, 3]) and the frame rate (0 when the file has none).
 
     ``limit``: at most this many frames, or a function of the file's fps giving that number (so a
     job reads exactly the frames it samples, whatever the source rate).
     """
-    with _open(path) as (fps, reader):
+    with open_frames(path) as (fps, frames):
         most = limit(fps) if callable(limit) else limit
-        frames = []
-        for frame in reader:
-            if most is not None and len(frames) >= most:
+        kept = []
+        for frame in frames:
+            if most is not None and len(kept) >= most:
                 break
-            frames.append(np.asarray(frame)[..., :3])
-    return frames, fps
+            kept.append(frame)
+    return kept, fps
 
 
 def probe_video(path: Path | str) -> VideoInfo:
