@@ -113,3 +113,22 @@ def test_build_app_binds_ingress_and_generator():
 
     app = build_app({"redis_url": "redis://127.0.0.1:1/0", "model": {"model": "embedded"}})
     assert type(app).__name__ == "Application"
+
+
+def test_serve_up_gives_replicas_absolute_paths_for_folders_named_relative_to_here(tmp_path, monkeypatch):
+    import os
+
+    from wanray.cli import build_parser
+    from wanray.serving.cli import deploy_config
+
+    embedded_dir = Path(__file__).parents[3] / "wanray" / "embedded_model"
+    os.symlink(embedded_dir, tmp_path / "my-model")
+    (tmp_path / "loras").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["serve", "up", "--model", "my-model", "--lora-dir", "loras", "--store", "videos"])
+    app = next(a for a in deploy_config(args, "redis://127.0.0.1:1")["applications"] if a["name"] == "wanray")
+    assert Path(app["args"]["model"]["model"]) == (tmp_path / "my-model").resolve()
+    assert Path(app["args"]["lora_dir"]).is_absolute() and Path(app["args"]["store_uri"]).is_absolute()
+    named = build_parser().parse_args(["serve", "up", "--model", "embedded"])  # a name, not a folder: as given
+    app = next(a for a in deploy_config(named, "redis://127.0.0.1:1")["applications"] if a["name"] == "wanray")
+    assert app["args"]["model"]["model"] == "embedded"
