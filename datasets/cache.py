@@ -184,10 +184,11 @@ def read_latent_cache(cache_dir: Path | str, split: str = "train", *, fingerprin
             f"{' with fingerprint ' + fingerprint if fingerprint else ''}; "
             f"make one with `wanray datasets cache DATASET --out {cache_dir} --split {split}`"
         )
-    if len({c["fingerprint"] for c in usable}) > 1:
+    serving = {c["fingerprint"] for c in found if c["split"] in (split, "all")}  # an exact cache or an "all" one
+    if len(serving) > 1:
         raise ValueError(
             f"{cache_dir} holds {split!r} caches for several models or shapes "
-            f"({', '.join(sorted(c['fingerprint'] for c in usable))}); pass fingerprint=fingerprint(model, shape)"
+            f"({', '.join(sorted(serving))}); pass fingerprint=fingerprint(model, shape)"
         )
     chosen = usable[0]
     ds = ray.data.read_parquet(str(cache_dir / chosen["fingerprint"] / chosen["split"]))

@@ -1,6 +1,10 @@
 """Cache keys, without Ray: fingerprints of (model files, shape)."""
 
+import json
+import random
+
 import pytest
+
 from wanray.datasets.cache import as_shape, fingerprint
 from wanray.datasets.shape import VideoShape
 
@@ -29,3 +33,14 @@ def test_fingerprint_follows_the_model_files(tiny_model_dir, tmp_path):
 def test_shapes_given_as_tuples_must_be_complete():
     with pytest.raises(ValueError, match=r"\(frames, height, width\[, fps\]\)"):
         as_shape((64, 64))
+
+
+def test_reading_without_a_fingerprint_is_refused_when_caches_of_two_models_could_serve_the_split(tmp_path):
+    from wanray.datasets.cache import read_latent_cache
+
+    a, b = (f"{random.getrandbits(64):016x}" for _ in range(2))
+    for fp, split in ((a, "train"), (b, "all")):  # one model's exact train cache, another's train+test cache
+        (tmp_path / fp).mkdir()
+        (tmp_path / fp / f"{split}.json").write_text(json.dumps({"fingerprint": fp, "split": split}))
+    with pytest.raises(ValueError, match=f"several models or shapes .*{min(a, b)}.*pass fingerprint="):
+        read_latent_cache(tmp_path, "train")
