@@ -303,6 +303,38 @@ def _admit(services: ApiServices, params: dict, image_bytes: bytes, idem: str | 
     return job_view(jobs.get(job_id), services, base), True
 
 
+def prune_orphans(services: ApiServices, *, grace_s: float = 3600.0, now: float | None = None) -> int:
+    """Delete the store's videos and photos whose job record is gone (it expired ``job_ttl_s`` after the job ended,
+    or the job was never recorded), once they are ``grace_s`` old: a photo is stored just before its job is
+    recorded. No answer can reach them any more. Files not named by a job id are left alone. Returns the count."""
+    now = time.time() if now is None else now
+    deleted = 0
+    for prefix, suffix in (("videos", ".mp4"), ("inputs", "")):
+        for key, modified in list(services.store.objects(prefix)):
+            job_id = key.rsplit("/", 1)[-1].removesuffix(suffix)
+            if is_job_id(job_id) and now - modified > grace_s and services.jobs.get(job_id) is None:
+                services.store.delete(key)
+                deleted += 1
+    return deleted
+
+
+class StoreJanitor(threading.Thread):
+    """Runs ``prune_orphans`` every hour on each ingress replica (deletes are idempotent, so replicas may overlap)."""
+
+    def __init__(self, services: ApiServices, every_s: float = 3600.0):
+        super().__init__(daemon=True, name="wanray-janitor")
+        self.services, self.every_s = services, every_s
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.every_s):
+            try:
+                if deleted := prune_orphans(self.services):
+                    log.info("store: deleted %d videos and photos whose jobs have expired", deleted)
+            except Exception:
+                log.warning("store: pruning failed; trying again in %.0f s", self.every_s, exc_info=True)
+
+
 class DepthReporter(threading.Thread):
     """Publishes the queue depth gauge every few seconds (scrapes see it even when nobody submits)."""
 

@@ -32,12 +32,14 @@ class VideoAPI:
     """Stateless HTTP ingress: validates, stores the photo, queues the job; every answer comes from Redis."""
 
     def __init__(self, config: ServeConfig, generator=None):
-        from wanray.serving.api import ApiServices, DepthReporter
+        from wanray.serving.api import ApiServices, DepthReporter, StoreJanitor
 
         self.services = ApiServices.connect(config)
         self.generator = generator  # keeps the consumers in this application's graph; jobs go via the queue
         self.depth_reporter = DepthReporter(self.services)
         self.depth_reporter.start()
+        self.janitor = StoreJanitor(self.services)  # videos go when their job records expire
+        self.janitor.start()
 
     def __serve_build_asgi_app__(self):
         from wanray.serving.api import create_api

@@ -85,7 +85,8 @@ class ServeConfig:
         max_frames / max_side / max_steps: per-request limits the operator sets (on top of the model's own).
         default_height / default_width / default_frames / default_steps: what a request that omits them gets
             (None: the model's defaults).
-        job_ttl_s: how long job records (not videos) are kept after they end.
+        job_ttl_s: how long job records are kept after they end; their videos and photos go with them (the
+            ingress deletes a job's files within an hour of its record expiring).
         redelivery_timeout_s: a job whose replica stopped heart-beating this long ago is handed to another
             replica (the broker's visibility timeout; a live replica keeps extending it).
         max_attempts: deliveries of one job before it fails as "the replica kept stopping".

@@ -76,6 +76,15 @@ class VideoStore:
         if self.fs.exists(self.path(key)):
             self.fs.rm(self.path(key))
 
+    def objects(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time as a Unix timestamp) of each object directly under ``prefix/``."""
+        base = self.path(prefix)
+        if not self.fs.exists(base):
+            return
+        for info in self.fs.ls(base, detail=True):
+            if info.get("type") != "directory":
+                yield f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}", self.fs.modified(info["name"]).timestamp()
+
     def local_path(self, key: str) -> Path | None:
         """The file on this machine's disk, when the store is a local folder."""
         return Path(self.path(key)) if self.is_local else None

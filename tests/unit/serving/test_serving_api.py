@@ -222,6 +222,30 @@ def test_a_video_gone_from_the_store_is_404_not_an_empty_200(services_for, serve
     assert_clean_error(client.get(f"/v1/videos/{job_id}/content"), 404, "no longer in the store")
 
 
+def test_videos_and_photos_go_once_their_job_records_have_expired(services_for, serve_config, photo_bytes):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from wanray.serving.api import create_api, prune_orphans
+    from wanray.serving.jobs import new_job_id
+
+    services = services_for(serve_config.replace(store_uri=f"memory://wanray-{random.getrandbits(64):x}"))
+    client = TestClient(create_api(services))
+    live = submit(client, photo_bytes).json()["id"]  # its photo is in the store and its record in Redis
+    services.store.put_bytes(f"videos/{live}.mp4", b"kept")
+    expired = [new_job_id() for _ in range(random.randint(1, 4))]  # records gone: Redis let them expire
+    for job_id in expired:
+        services.store.put_bytes(f"videos/{job_id}.mp4", random.randbytes(64))
+        services.store.put_bytes(f"inputs/{job_id}", random.randbytes(64))
+    services.store.put_bytes("videos/README.txt", b"not ours")
+    assert prune_orphans(services) == 0  # all younger than the grace (a photo is stored before its record)
+    assert prune_orphans(services, now=time.time() + 2 * 3600) == 2 * len(expired)
+    left = sorted(key for prefix in ("videos", "inputs") for key, _ in services.store.objects(prefix))
+    assert left == sorted([f"inputs/{live}", f"videos/{live}.mp4", "videos/README.txt"])
+    assert client.get(f"/v1/videos/{live}").json()["status"] == "queued"
+
+
 def test_unknown_jobs_are_404(client):
     for path in ("/v1/videos/0123456789abcdef0123456789abcdef", "/v1/videos/x/content", "/v1/videos/..%2E"):
         assert_clean_error(client.get(path), 404, "no job")
