@@ -75,10 +75,16 @@ class ApiServices:
 # -- request -> job parameters --
 
 
+# Photos decoded at once per ingress replica. The upload limit bounds bytes, not pixels: a flat 40 MP PNG is ~130 kB
+# and decodes to 120-160 MB, so 40 request threads decoding together could take ~6 GB; 4 at a time keep it < 0.7 GB.
+DECODE_SLOTS = threading.BoundedSemaphore(4)
+
+
 def job_params(params: VideoParams, image_bytes: bytes, services: ApiServices) -> dict:
     """Validate a request completely (as the generator will) and fill in every default."""
     config, spec = services.config, services.spec
-    image = open_image_checked(image_bytes, "photo")
+    with DECODE_SLOTS:
+        image = open_image_checked(image_bytes, "photo")
     if params.prompt and params.prompt.strip():
         prompt = params.prompt.strip()
         if params.dance:

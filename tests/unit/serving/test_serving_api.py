@@ -104,6 +104,20 @@ def test_bad_photos(client, services, make_photo):
     assert services.jobs.depth() == 0
 
 
+def test_photos_are_decoded_a_few_at_a_time(client, photo_bytes, monkeypatch):
+    import wanray.serving.api as api
+
+    real, free_while_decoding = api.open_image_checked, []
+
+    def decode(data, what):
+        free_while_decoding.append(api.DECODE_SLOTS._value)  # the slots left while this one decodes
+        return real(data, what)
+
+    monkeypatch.setattr(api, "open_image_checked", decode)
+    assert submit(client, photo_bytes).status_code == 202
+    assert free_while_decoding == [3] and api.DECODE_SLOTS._value == 4  # one of 4 held, then given back
+
+
 def test_malformed_bodies_are_400_and_wrong_types_415(client, photo_bytes):
     assert_clean_error(client.post("/v1/videos", content=b"{not json", headers={"content-type": "application/json"}),
                        400, "not valid JSON")
