@@ -54,8 +54,9 @@ def generator_options(config: ServeConfig) -> dict[str, Any]:
         "name": GENERATOR_NAME,
         "max_ongoing_requests": 1,
         "ray_actor_options": {"num_cpus": config.cpus_per_replica, "num_gpus": 1 if gpus else 0},
-        # a job in flight keeps the replica until it ends or this passes; it is redelivered after that
-        "graceful_shutdown_timeout_s": max(30.0, config.redelivery_timeout_s),
+        # a stopped replica first waits up to drain_timeout_s for its job (VideoGenerator.__del__), then Celery's
+        # shutdown; past this Serve kills it and the job is redelivered
+        "graceful_shutdown_timeout_s": max(30.0, config.redelivery_timeout_s, config.drain_timeout_s + 30.0),
         "health_check_period_s": 10,
     }
     if gpus:

@@ -90,6 +90,9 @@ class ServeConfig:
         redelivery_timeout_s: a job whose replica stopped heart-beating this long ago is handed to another
             replica (the broker's visibility timeout; a live replica keeps extending it).
         max_attempts: deliveries of one job before it fails as "the replica kept stopping".
+        drain_timeout_s: how long a generator replica that Serve stops (a downscale, a redeploy) waits for the job
+            it is running before it goes; past it the job is redelivered and counts an attempt. Serve does not see
+            queue jobs as requests, so it may stop a busy replica when the queue shrinks; an idle one goes at once.
         min_replicas / max_replicas: generator replicas (min are kept warm, model loaded).
         target_jobs_per_replica: autoscaling target: queued + running jobs per replica.
         upscale_delay_s / downscale_delay_s: how long the queue must ask for more / fewer replicas first.
@@ -119,6 +122,7 @@ class ServeConfig:
     job_ttl_s: int = 7 * 24 * 3600
     redelivery_timeout_s: float = 60.0
     max_attempts: int = 3
+    drain_timeout_s: float = 600.0
     min_replicas: int = 1
     max_replicas: int = 2
     target_jobs_per_replica: float = 1.0
@@ -141,7 +145,7 @@ class ServeConfig:
             "max_steps": self.max_steps, "job_ttl_s": self.job_ttl_s, "max_attempts": self.max_attempts,
             "max_replicas": self.max_replicas, "target_jobs_per_replica": self.target_jobs_per_replica,
             "redelivery_timeout_s": self.redelivery_timeout_s, "autoscaling_poll_s": self.autoscaling_poll_s,
-            "ingress_replicas": self.ingress_replicas,
+            "ingress_replicas": self.ingress_replicas, "drain_timeout_s": self.drain_timeout_s,
         }
         for name, value in positive.items():
             if not value > 0:

@@ -101,6 +101,11 @@ class VideoGenerator:
             raise RuntimeError("the replica's queue worker stopped")
 
     def __del__(self) -> None:
+        # Serve stops a replica when its deployment scales down or is redeployed, busy or not (queue jobs are not
+        # requests it counts). The Celery worker has been told to stop taking jobs; let the running one finish.
+        if hasattr(self, "runner") and not self.runner.idle.wait(self.config.drain_timeout_s):
+            log.warning("replica %s stops with a job still running after %.0f s; it will be redelivered",
+                        self.name, self.config.drain_timeout_s)
         if hasattr(self, "_alive"):
             self._alive.set()
             try:

@@ -90,9 +90,18 @@ class JobRunner:
         self.heartbeat_s = max(0.2, self.lease_s / 4)
         self.metrics = metrics or ServingMetrics(enabled=False)
         self.visibility_factory = visibility_factory  # job_id -> BrokerVisibility, or None
+        self.idle = threading.Event()  # clear while a delivery runs: a stopping replica waits for it
+        self.idle.set()
 
     def run(self, job_id: str) -> str:
         """Run one delivery of a job; returns the job's final status (or 'lost' / 'missing')."""
+        self.idle.clear()
+        try:
+            return self._run(job_id)
+        finally:
+            self.idle.set()
+
+    def _run(self, job_id: str) -> str:
         token = uuid.uuid4().hex
         while True:
             outcome, value = self.jobs.claim(job_id, token=token, worker=self.worker, lease_s=self.lease_s,

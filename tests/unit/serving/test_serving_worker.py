@@ -48,6 +48,10 @@ class Spy:
     def spec(self):
         return self.generator.spec
 
+    @property
+    def device(self):
+        return self.generator.device
+
     def generate(self, config, progress=None):
         self.calls += 1
 
@@ -169,3 +173,53 @@ def test_a_few_step_server_without_its_lora_fails_at_replica_start(serve_config,
     with pytest.raises(InvalidInput, match="unknown LoRA 'distill-4step'"):
         VideoGenerator(config, loader=lambda *a: loaded.append(a))
     assert loaded == []  # refused before any model work
+
+
+class WatchedEvent:
+    """The runner's idle event, telling the test when someone starts waiting on it."""
+
+    def __init__(self, idle):
+        import threading
+
+        self.idle, self.waiting = idle, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.idle, name)
+
+    def wait(self, timeout=None):
+        self.waiting.set()
+        return self.idle.wait(timeout)
+
+
+def test_a_replica_serve_stops_lets_its_running_job_finish_first(serve_config, jobs, store, embedded_generator,
+                                                                   photo_bytes, caplog, monkeypatch):
+    import threading
+
+    from wanray.serving.generator import VideoGenerator, log
+
+    monkeypatch.setattr(log, "handlers", [*log.handlers, caplog.handler])  # ray.serve's logger does not propagate
+    job_id = new_job(jobs, store, photo_bytes, steps=2)
+    order = []
+
+    def step_one():  # the job is at step 1 when Serve stops the replica (a downscale); it goes on once draining
+        assert replica.runner.idle.waiting.wait(60), "the stopping replica did not wait for its running job"
+        order.append("job still running while the replica drains")
+
+    spy = Spy(embedded_generator, at_step=1, action=step_one)
+    replica = VideoGenerator(serve_config.replace(drain_timeout_s=60), loader=lambda *a: spy)
+    replica.runner.idle = WatchedEvent(replica.runner.idle)
+    job = threading.Thread(target=lambda: order.append(replica.runner.run(job_id)))
+    job.start()
+    replica.__del__()  # what Serve's graceful shutdown calls (after telling Celery to take no more jobs)
+    order.append("replica gone")
+    job.join()
+    assert order == ["job still running while the replica drains", "succeeded", "replica gone"]
+    assert jobs.get(job_id).status == JobStatus.succeeded and "still running" not in caplog.text
+
+    # an idle replica goes at once; one whose job outlives drain_timeout_s says the job will be redelivered
+    idle = VideoGenerator(serve_config.replace(drain_timeout_s=60), loader=lambda *a: spy)
+    idle.__del__()
+    stuck = VideoGenerator(serve_config.replace(drain_timeout_s=0.05), loader=lambda *a: spy)
+    stuck.runner.idle.clear()  # as during a job
+    stuck.__del__()
+    assert "stops with a job still running after 0 s; it will be redelivered" in caplog.text
