@@ -83,7 +83,8 @@ class VideoStore:
             return
         for info in self.fs.ls(base, detail=True):
             if info.get("type") != "directory":
-                yield f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}", self.fs.modified(info["name"]).timestamp()
+                name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+                yield f"{prefix}/{name}", self.fs.modified(info["name"]).timestamp()
 
     def local_path(self, key: str) -> Path | None:
         """The file on this machine's disk, when the store is a local folder."""

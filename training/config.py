@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,8 @@ class LoraSettings:
         self.target_modules = tuple(self.target_modules)
         if self.rank < 1:
             raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"lora.alpha must be positive (or None for alpha = rank), got {self.alpha}")
+        if self.alpha is not None and not 0 < self.alpha < math.inf:
+            raise ValueError(f"lora.alpha must be a positive number (or None for alpha = rank), got {self.alpha}")
         unknown = [t for t in self.target_modules if t not in PORTABLE_LORA_TARGETS]
         if unknown or not self.target_modules:
             raise ValueError(
@@ -139,14 +140,19 @@ class OptimSettings:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"optim.lr must be a positive number, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {list(self.betas)}")
+        if not 0 < self.eps < math.inf or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"optim.eps must be positive and optim.weight_decay >= 0, "
+                             f"got {self.eps}, {self.weight_decay}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"optim.schedule must be constant or cosine, got {self.schedule!r}")
         if self.warmup_steps < 0 or self.grad_accum < 1:
             raise ValueError("optim.warmup_steps must be >= 0 and optim.grad_accum >= 1")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"optim.grad_clip must be positive or None, got {self.grad_clip}")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"optim.grad_clip must be a positive number or None, got {self.grad_clip}")
 
 
 @dataclass(kw_only=True)
@@ -318,7 +324,7 @@ class TrainConfig:
             raise ValueError("train_vace is for full fine-tunes (lora=None); a LoRA trains the DiT only")
         if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1) or self.log_every < 1:
             raise ValueError("epochs, max_steps and log_every must be at least 1")
-        if self.max_time_s is not None and self.max_time_s <= 0:
+        if self.max_time_s is not None and not 0 < self.max_time_s < math.inf:
             raise ValueError(f"max_time_s must be positive seconds (or None), got {self.max_time_s}")
         if self.export_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"export_dtype must be bfloat16 or float32, got {self.export_dtype!r}")

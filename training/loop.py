@@ -303,7 +303,7 @@ def _export(config: TrainConfig, model, engine, dist: _Dist) -> None:
                 trained = {k: v.detach().cpu() for k, v in trained.items()}
                 source_dir, spec = resolve_model(config.model)
                 path = export.export_full_model(out / "model", source_dir=source_dir, spec=spec, trained=trained,
-                                                expert=config.expert, dtype=dtype, shards=_shards_for(trained))
+                                                expert=config.expert, dtype=dtype, shards=_shards_for(trained, dtype))
                 _progress(dist, f"exported the full fine-tune to {path}")
     dist.barrier()
 
@@ -314,6 +314,6 @@ def _frozen_vace(model):
     return getattr(pipe, "vace", None)
 
 
-def _shards_for(state: dict) -> int:
-    total = sum(v.numel() * 2 for v in state.values())
+def _shards_for(state: dict, dtype: torch.dtype) -> int:
+    total = sum(v.numel() * dtype.itemsize for v in state.values())  # bytes as exported
     return max(1, -(-total // (5 * 1024**3)))  # ~5 GB shards like the published 14B checkpoints

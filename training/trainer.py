@@ -36,11 +36,22 @@ def resolve_dataset(config: TrainConfig) -> TrainConfig:
     return replace(config, data=replace(config.data, dataset=str(folder)))
 
 
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Paths as the driver sees them: Ray Train runs each worker in a session folder of its own, where a relative
+    ``outputs/train`` would put the export, logs and validation clips under /tmp/ray/session_*/artifacts."""
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    model = absolute(config.model) if Path(config.model).expanduser().is_dir() else config.model  # else a spec name
+    return replace(config, output_dir=absolute(config.output_dir), model=model,
+                   data=replace(config.data, latent_cache=absolute(config.data.latent_cache)))
+
+
 def prepare(config: TrainConfig) -> tuple[TrainConfig, dict, RunPlan]:
     """Resolve the dataset, build the Ray Datasets and work out steps (driver side, before any worker)."""
     from wanray.training.data import build_training_data
 
-    config = resolve_dataset(config)
+    config = absolute_paths(resolve_dataset(config))
     data = build_training_data(config)
     plan = make_plan(
         rows=data.rows, num_workers=config.scaling.num_workers, grad_accum=config.optim.grad_accum,

@@ -272,8 +272,9 @@ def score_table(metrics: Mapping[tuple[str, str], tuple[float, float]], ratings:
             EntryScore(model=model, entry=entry, psnr=psnr, ssim=ssim, subjective=subjective, raters=len(rs))
         )
     models = [_model_score(model, scores) for model, scores in entry_scores.items()]
-    # complete totals first; partial ones after, ordered among themselves; ties by name
-    models.sort(key=lambda m: (not m.complete, -m.total, m.model))
+    # complete totals first; partial ones after, ordered among themselves; ties by name (totals equal to 1e-9: the
+    # same scores summed in another order differ in the last bits)
+    models.sort(key=lambda m: (not m.complete, -round(m.total, 9), m.model))
     models = [_with_rank(m, i + 1) for i, m in enumerate(models)]
     entries = tuple(e for m in models for e in sorted(entry_scores[m.model], key=lambda e: e.entry))
     missing = tuple((e.model, e.entry) for e in entries if not e.complete)

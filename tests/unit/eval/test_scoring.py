@@ -165,3 +165,20 @@ def test_without_any_ratings_every_total_is_partial_and_ranked_by_metrics():
     totals = [m.total for m in table.models]
     assert totals == sorted(totals, reverse=True)
     assert all(not m.complete for m in table.models) and len(table.missing) == 6
+
+
+def test_models_with_the_same_scores_on_other_entries_tie_and_rank_by_name():
+    rng = random.Random()
+    for _ in range(10_000):  # draw until summing in another order leaves "b" ahead in the last bits
+        values = [(rng.uniform(15, 35), rng.uniform(0.5, 0.95)) for _ in range(rng.randint(3, 8))]
+        shuffled = rng.sample(values, len(values))
+        metrics = {("b", f"e{i}"): v for i, v in enumerate(values)}
+        metrics |= {("a", f"e{i}"): v for i, v in enumerate(shuffled)}
+        totals = {m.model: m.total for m in score_table(metrics).models}
+        if totals["b"] > totals["a"]:
+            break
+    else:
+        pytest.fail("no draw put b ahead by rounding")
+    models = score_table(metrics).models
+    assert [m.model for m in models] == ["a", "b"] and [m.rank for m in models] == [1, 2]
+    assert models[0].total == pytest.approx(models[1].total, abs=1e-12)

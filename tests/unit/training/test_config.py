@@ -1,5 +1,7 @@
 """Configs and presets: the seed's numbers, validation with the fix in the message, --set overrides."""
 
+from pathlib import Path
+
 import pytest
 
 from wanray.training.config import TrainConfig, apply_overrides
@@ -52,6 +54,14 @@ def test_overrides_change_typed_fields_and_revalidate():
     ("data.batch_size=0", "at least 1"),
     ("data.in_memory=true", "set data.latent_cache too"),
     ("strategy.precision=fp16", "one of \[.auto., .bf16., .fp32., .tf32.\]"),
+    # not a number, or not a finite one: they would train NaN weights or never stop
+    ("optim.grad_clip=NaN", "grad_clip must be a positive number"),
+    ("optim.lr=Infinity", "lr must be a positive number"),
+    ("max_time_s=NaN", "max_time_s must be positive"),
+    ("lora.alpha=NaN", "alpha must be a positive number"),
+    ("optim.betas=1.5,0.999", "betas must be two numbers in \[0, 1\)"),
+    ("optim.eps=-1", "eps must be positive"),
+    ("optim.weight_decay=-1", "weight_decay >= 0"),
 ])
 def test_bad_values_fail_with_the_fix(assignment, message):
     with pytest.raises(ValueError, match=message):
@@ -136,3 +146,18 @@ def test_resident_rows_index_the_cached_tensors_and_replay_each_pass():
         assert batch[key].dtype == torch.float64 and torch.equal(batch[key], expected)
     with pytest.raises(RuntimeError, match="empty"):
         ResidentRows(_Shard([]), torch.device("cpu"), torch.float32, seed=0)
+
+
+def test_the_driver_hands_workers_absolute_paths(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from wanray.training.trainer import absolute_paths
+
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)  # Ray Train workers run elsewhere (a session folder): relative paths would move
+    smoke = get_preset("embedded_lora_smoke")
+    config = absolute_paths(replace(smoke, output_dir="runs", model="my-model",
+                                    data=replace(smoke.data, latent_cache="~/latents")))
+    assert config.output_dir == str(tmp_path / "runs") and config.model == str(tmp_path / "my-model")
+    assert config.data.latent_cache == str(Path("~/latents").expanduser())
+    assert absolute_paths(smoke).model == smoke.model == "embedded"  # a spec name stays a name
