@@ -250,16 +250,16 @@ def read_split_entries(root: Path, split: str) -> list[EvalEntry]:
     return sorted(entries, key=lambda e: e.id)
 
 
-def check_entries(entries: Sequence[EvalEntry], frames: int) -> None:
-    """Before any model loads: every photo decodes, every reference (and pose video) has enough frames."""
+def check_entries(entries: Sequence[EvalEntry], frames: int, fps: float) -> None:
+    """Before any model loads: every photo decodes, every reference (and pose video) has enough frames at ``fps``."""
     problems = []
     for e in entries:
         try:
             load_image(e.input_image, "input_image")
-            load_frames(e.video, frames, 16, 16, "video")
+            load_frames(e.video, frames, 16, 16, "video", fps)
             if e.vace_video or e.control_video:
                 what = "vace_video" if e.vace_video else "control_video"
-                load_frames(e.vace_video or e.control_video, frames, 16, 16, what)
+                load_frames(e.vace_video or e.control_video, frames, 16, 16, what, fps)
         except InvalidInput as err:
             problems.append(f"entry {e.id!r}: {err}")
     if problems:
@@ -267,11 +267,12 @@ def check_entries(entries: Sequence[EvalEntry], frames: int) -> None:
                            + "\n  ".join(problems))
 
 
-def reference_frames(entry: EvalEntry, frames: int, width: int, height: int) -> np.ndarray:
-    """[frames, height, width, 3] uint8: the entry's reference video, fitted as training data is."""
+def reference_frames(entry: EvalEntry, frames: int, width: int, height: int, fps: float) -> np.ndarray:
+    """[frames, height, width, 3] uint8: the entry's reference video sampled at ``fps`` and fitted, as training data
+    is (frame i is the moment i / fps, whatever the file's rate)."""
     from wanray.video import frames_to_array
 
-    return frames_to_array(load_frames(entry.video, frames, width, height, "video"))
+    return frames_to_array(load_frames(entry.video, frames, width, height, "video", fps))
 
 
 # -- the Ray actor --
@@ -307,7 +308,7 @@ class ModelRunner:
         )
         result = self.generator.generate(request)
         generated = frames_to_array(result.frames)  # [T, H, W, 3]
-        reference = reference_frames(entry, config.frames, generated.shape[2], generated.shape[1])
+        reference = reference_frames(entry, config.frames, generated.shape[2], generated.shape[1], config.fps)
         metrics = compare_videos(generated, reference)
         return {"frames": generated, "metrics": metrics.to_dict(), "info": result.info, "unused": unused}
 
@@ -358,7 +359,7 @@ def run_evaluation(config: EvalConfig) -> EvalRun:
         raise ValueError(f"the {config.split!r} split of {str(config.dataset)!r} has no entries")
     if config.ratings is not None:
         read_ratings(config.ratings)  # a bad ratings file fails now, not after hours of generation
-    check_entries(entries, config.frames)
+    check_entries(entries, config.frames, config.fps)
     config.out.mkdir(parents=True, exist_ok=True)
 
     if not ray.is_initialized():
@@ -520,7 +521,7 @@ def _write_side_by_side(config: EvalConfig, entry: EvalEntry) -> Path:
     height, width = next(iter(videos.values())).shape[1:3]
     frames = side_by_side_frames(
         load_image(entry.input_image, "input_image"),
-        reference_frames(entry, config.frames, width, height),
+        reference_frames(entry, config.frames, width, height, config.fps),
         videos,
         height=height,
         width=width,

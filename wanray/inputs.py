@@ -106,8 +106,10 @@ def _check_pixels(width: int, height: int, what: str) -> None:
         raise InvalidInput(f"{what} is {width}x{height}; each side must be at least {MIN_IMAGE_SIDE} pixels")
 
 
-def load_frames(value: object, frames: int, width: int, height: int, what: str) -> list[Image.Image] | None:
-    """The first ``frames`` frames of a video (path or list of images), fitted to the output size."""
+def load_frames(value: object, frames: int, width: int, height: int, what: str,
+                fps: float | None = None) -> list[Image.Image] | None:
+    """The first ``frames`` frames of a video (path or list of images), fitted to the output size; a file is sampled
+    at ``fps`` (the clip's rate) when given, so its motion keeps its speed whatever the file's rate."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -117,7 +119,7 @@ def load_frames(value: object, frames: int, width: int, height: int, what: str) 
         if not path.is_file():
             raise InvalidInput(f"{what} {str(path)!r} does not exist or is not a file")
         try:
-            video, _ = read_video(path, max_frames=frames)
+            video, _ = read_video(path, max_frames=frames, at_fps=fps)
         except Exception as e:
             raise InvalidInput(f"{what} {path.name!r} could not be decoded as a video ({type(e).__name__})") from e
     if len(video) < frames:
@@ -179,9 +181,10 @@ def prepare(config: GenerationConfig, spec: ModelSpec) -> PreparedRequest:
     return PreparedRequest(
         image=image,
         end_image=end_image,
-        control_video=load_frames(config.control_video, config.frames, width, height, "control_video"),
-        vace_video=load_frames(config.vace_video, config.frames, width, height, "vace_video"),
-        vace_video_mask=load_frames(config.vace_video_mask, config.frames, width, height, "vace_video_mask"),
+        control_video=load_frames(config.control_video, config.frames, width, height, "control_video", config.fps),
+        vace_video=load_frames(config.vace_video, config.frames, width, height, "vace_video", config.fps),
+        vace_video_mask=load_frames(config.vace_video_mask, config.frames, width, height, "vace_video_mask",
+                                    config.fps),
         vace_reference_image=fit(load_image(ref, "vace_reference_image"), width, height) if ref is not None else None,
         height=height,
         width=width,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,27 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.BICUBIC)
 
 
-def read_video(path: Path | str, max_frames: int | None = None) -> tuple[list[Image.Image], float]:
-    """Frames (RGB PIL images) and frames-per-second of a video file."""
+def read_video(path: Path | str, max_frames: int | None = None,
+               at_fps: float | None = None) -> tuple[list[Image.Image], float]:
+    """Frames (RGB PIL images) and frames-per-second of a video file (the file's rate, whatever ``at_fps``).
+
+    ``at_fps``: sample the video at this rate, frame i being the source frame nearest to time i / at_fps, as training
+    data is sampled (``wanray.datasets.shape.VideoShape.source_indices``): a 30 fps pose video drives a 15 fps clip
+    at its own speed. ``max_frames`` counts the frames returned."""
     import imageio.v3 as iio
 
     path = str(path)
     meta = iio.immeta(path, plugin="pyav") if _has_pyav() else iio.immeta(path)
     fps = float(meta.get("fps") or meta.get("average_rate") or 0) or 15.0
-    frames = []
-    for i, frame in enumerate(iio.imiter(path)):
-        if max_frames is not None and i >= max_frames:
+    ratio = fps / at_fps if at_fps else 1.0  # source frames per returned frame
+    frames: list[Image.Image] = []
+    for j, frame in enumerate(iio.imiter(path)):
+        if max_frames is not None and len(frames) >= max_frames:
             break
-        frames.append(Image.fromarray(np.asarray(frame)).convert("RGB"))
+        image = None
+        while (max_frames is None or len(frames) < max_frames) and math.floor(len(frames) * ratio + 0.5) == j:
+            image = image or Image.fromarray(np.asarray(frame)).convert("RGB")
+            frames.append(image)  # a slower source repeats a frame; a faster one skips those no time falls on
     return frames, fps
 
 

@@ -32,3 +32,19 @@ def test_write_mp4_round_trips_frames_and_fps(writer, tmp_path, monkeypatch):
     assert len(read) == 5 and read_fps == pytest.approx(15)
     assert np.array_equal(np.stack(read), got[:5])
     assert media.probe_video(path) == media.VideoInfo(frames=9, fps=read_fps, width=48, height=got.shape[1])
+
+
+@pytest.mark.parametrize("source_fps, at_fps", [(30, 15), (10, 15), (24, 15), (15, 15)])
+def test_a_video_read_at_another_rate_keeps_its_timing(tmp_path, source_fps, at_fps):
+    """Frame i of the result is the source frame nearest to time i / at_fps, as training samples its clips."""
+    from wanray.datasets.shape import VideoShape
+
+    count = int(np.random.default_rng().integers(20, 40))
+    levels = np.arange(count) * (250 // count)  # source frame j is flat grey of level levels[j]
+    frames = [np.full((16, 16, 3), level, np.uint8) for level in levels]
+    path = video.write_mp4(frames, tmp_path / "clip.mp4", fps=source_fps)
+    wanted = VideoShape(height=16, width=16, frames=9, fps=at_fps).source_indices(source_fps)
+    back, fps = video.read_video(path, max_frames=9, at_fps=at_fps)
+    assert fps == pytest.approx(source_fps) and len(back) == 9
+    got = [int(np.asarray(f).mean().round()) for f in back]
+    assert np.abs(np.array(got) - levels[wanted]).max() <= 3, (got, levels[wanted].tolist())

@@ -147,10 +147,10 @@ def test_entries_that_cannot_be_evaluated_are_all_named_before_any_model_loads(t
     ids = _ids("test", 3)
     _write_dataset(tmp_path, ids, frames=5)
     entries = read_split_entries(tmp_path, "test")
-    check_entries(entries, frames=5)
+    check_entries(entries, frames=5, fps=8)
     (tmp_path / f"{entries[1].id}.png").write_bytes(b"not a png")
     with pytest.raises(InvalidInput) as e:
-        check_entries(entries, frames=9)
+        check_entries(entries, frames=9, fps=8)
     msg = str(e.value)
     assert msg.startswith("3 entries cannot be evaluated")
     assert f"entry '{entries[0].id}': video has 5 frames but the request needs 9" in msg
