@@ -66,7 +66,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                         "and --sampler still override them")
     g.add_argument("--lora", action="append", default=[], type=LoraRef.parse, metavar="PATH[:ALPHA][@EXPERT]",
                    help="apply a LoRA (safetensors) with strength ALPHA (default 1); repeat for several. "
-                        "Wan2.2: @high_noise or @low_noise sends it to one expert (default: both)")
+                        "Wan2.2: @high_noise or @low_noise sends it to one expert, @all to both (default: the "
+                        "expert a wanray export names in its metadata, else both)")
     g.add_argument("--tea-cache", type=float, default=None, metavar="THRESHOLD",
                    help="TeaCache step skipping with this relative-L1 threshold (e.g. 0.2); off by default")
     g.add_argument("--tiled-vae", action=argparse.BooleanOptionalAction, default=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,21 +21,35 @@ class LoraRef:
     """A LoRA file, the strength to apply it with, and which DiT it is for.
 
     ``expert`` matters for Wan2.2's two experts, whose LoRAs are trained separately: ``high_noise``
-    (the first DiT), ``low_noise`` (the second) or ``all``.
+    (the first DiT), ``low_noise`` (the second), ``all``, or ``auto``: the expert a wanray export names in its
+    metadata (``wanray.expert``), else all (``resolved``).
     """
 
     path: Path
     alpha: float = 1.0
-    expert: str = "all"
+    expert: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.expert not in EXPERTS:
-            raise ValueError(f"LoRA expert must be one of {', '.join(EXPERTS)}, got {self.expert!r}")
+        if self.expert not in (*EXPERTS, "auto"):
+            raise ValueError(f"LoRA expert must be one of {', '.join(EXPERTS)} or auto, got {self.expert!r}")
+
+    def resolved(self) -> "LoraRef":
+        """This LoRA with ``auto`` decided from the file: a Wan2.2 expert's export goes to that expert only."""
+        if self.expert != "auto":
+            return self
+        expert = "all"
+        if Path(self.path).suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(self.path), framework="pt") as f:
+                named = (f.metadata() or {}).get("wanray.expert", "")
+            expert = named if named in EXPERTS else "all"
+        return dataclasses.replace(self, expert=expert)
 
     @classmethod
     def parse(cls, text: str) -> "LoraRef":
         """``PATH[:ALPHA][@EXPERT]`` (as on the command line), e.g. ``style.safetensors:0.8@high_noise``."""
-        expert = "all"
+        expert = "auto"
         head, at, tail = text.rpartition("@")
         if at and tail in EXPERTS:
             text, expert = head, tail

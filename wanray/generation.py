@@ -170,12 +170,12 @@ class WanGenerator:
     # -- LoRA --
     def set_loras(self, loras: Sequence[LoraRef]) -> None:
         """Make exactly these LoRAs active (hot-swapped: the base weights are never changed)."""
-        loras = tuple(loras)
-        if loras == self.loras:
-            return
         for lora in loras:
             if not Path(lora.path).is_file():
                 raise FileNotFoundError(f"LoRA file {str(lora.path)!r} does not exist")
+        loras = tuple(lora.resolved() for lora in loras)  # "auto": the expert the file's metadata names
+        if loras == self.loras:
+            return
         accel.clear_loras(self.pipe)
         self.loras = ()
         try:

@@ -142,6 +142,18 @@ def test_lora_ref_parse():
 def test_lora_ref_expert_suffix():
     ref = LoraRef.parse("dir/high.safetensors:0.8@high_noise")
     assert (str(ref.path), ref.alpha, ref.expert) == ("dir/high.safetensors", 0.8, "high_noise")
-    assert LoraRef.parse("a@b.safetensors").expert == "all"  # '@' that names no expert stays in the path
+    assert LoraRef.parse("a@b.safetensors").expert == "auto"  # '@' that names no expert stays in the path
     with pytest.raises(ValueError, match="expert must be one of"):
         LoraRef(path="x.safetensors", expert="middle")
+
+
+@pytest.mark.parametrize("named", ["high_noise", "low_noise", "", None])
+def test_a_lora_without_an_expert_goes_where_its_export_says(tmp_path, named):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "lora_expert.safetensors"
+    metadata = {"format": "pt"} | ({"wanray.expert": named} if named is not None else {})
+    save_file({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": torch.randn(4, 8)}, str(path), metadata=metadata)
+    assert LoraRef.parse(f"{path}:0.8").resolved().expert == (named or "all")  # a full fine-tune's export: ""
+    assert LoraRef.parse(f"{path}:0.8@all").resolved().expert == "all"  # what the command line says wins
