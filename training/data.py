@@ -121,6 +121,20 @@ def row_to_sample(row: dict, extra_inputs: tuple[str, ...]):
     return sample
 
 
+def configured_tensors(tensors: dict[str, torch.Tensor], extra_inputs: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A cached row's tensors as the pixel path would encode them with only ``extra_inputs``: the cache encodes every
+    input the model takes, so what comes from an input left out of the run is dropped (VACE's context without a
+    VACE input; the first frame's ``y`` and CLIP features without ``input_image``, ``y`` kept for a control video)."""
+    drop = set()
+    if not {"vace_video", "vace_reference_image"} & set(extra_inputs):
+        drop.add("vace_context")
+    if "input_image" not in extra_inputs:
+        drop.add("clip_feature")
+        if "control_video" not in extra_inputs:
+            drop.add("y")
+    return {k: v for k, v in tensors.items() if k not in drop}
+
+
 class RowEncoder:
     """Dataset rows -> the DiT's inputs for them as one batch on the device (``input_latents`` [B, 16, T', H/8,
     W/8], ``context``, ``y``, ...): each row's tensors (batch dim 1) stacked along the batch dim."""
@@ -140,7 +154,7 @@ class RowEncoder:
         if self.source == SOURCE_CACHE:
             from wanray.datasets import cache
 
-            return cache.row_to_tensors(row)
+            return configured_tensors(cache.row_to_tensors(row), self.extra_inputs)
         from wanray.encoding import encode_sample
 
         return encode_sample(self.pipe, row_to_sample(row, self.extra_inputs))
