@@ -23,10 +23,10 @@ def _load_cluster(args):
 def run_up(args) -> int:
     import os
 
-    from wanray.raycluster.local import session_pids, start_head
+    from wanray.raycluster.local import ray_session_pids, start_head
 
     state, existing = _load_cluster(args)
-    if existing is not None and session_pids(existing.session_id):
+    if existing is not None and ray_session_pids(existing):
         raise RuntimeError(f"a cluster is already up ({existing.dashboard_url}, recorded in {state}); "
                            "`wanray cluster down` first, or pass another --state-file")
     token_file = args.token_file or state.with_suffix(".token")
@@ -50,13 +50,17 @@ def run_up(args) -> int:
 
 
 def run_down(args) -> int:
-    from wanray.raycluster.local import session_pids, stop
+    from wanray.raycluster.local import ray_session_pids, stop
 
     state, cluster = _load_cluster(args)
     if cluster is None:
         print(f"no cluster recorded in {state}; nothing to stop")
         return 0
-    running = len(session_pids(cluster.session_id))
+    running = len(ray_session_pids(cluster))
+    if not running:  # the recorded session ended (or is someone else's now): signal nothing
+        state.unlink(missing_ok=True)
+        print(f"the cluster recorded in {state} is no longer running; removed the stale record")
+        return 0
     leftovers = stop(cluster)
     if leftovers:
         raise RuntimeError(f"processes of the cluster survived SIGKILL: {leftovers}")
@@ -69,9 +73,9 @@ def cluster_status(cluster, timeout_s: float = 30) -> dict:
     """What `wanray cluster status` shows, as data (``timeout_s`` per dashboard request: a busy head is slow)."""
     from collections import Counter
 
-    from wanray.raycluster.local import alive_nodes, dashboard_get, process_names, session_pids
+    from wanray.raycluster.local import alive_nodes, dashboard_get, process_names, ray_session_pids
 
-    pids = session_pids(cluster.session_id)
+    pids = ray_session_pids(cluster)
     report = {
         "address": cluster.address, "dashboard_url": cluster.dashboard_url, "auth": cluster.auth,
         "token_file": cluster.token_file, "work_dir": cluster.work_dir, "processes": len(pids),

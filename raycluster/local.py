@@ -207,10 +207,14 @@ def start_head(
             session_id=os.getsid(proc.pid), temp_dir=temp_dir, auth=auth,
             token_file=str(token_file) if auth == "token" else None, log_file=str(log), work_dir=str(work_dir),
         )
-        while time.monotonic() < deadline and proc.poll() is None:
-            if head_node_alive(cluster):
-                return cluster
-            time.sleep(0.5)
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                if head_node_alive(cluster):
+                    return cluster
+                time.sleep(0.5)
+        except BaseException:  # Ctrl-C while waiting: leave no head running that no state file records
+            stop(cluster, keep_log=True)
+            raise
         timed_out = proc.poll() is None
         stop(cluster, keep_log=True)
         proc.wait()
@@ -262,6 +266,17 @@ def session_pids(session_id: int) -> list[int]:
         if state != "Z":  # a zombie has already exited; only its parent can reap it
             pids.append(int(entry.name))
     return pids
+
+
+def ray_session_pids(cluster: LocalCluster) -> list[int]:
+    """The live processes of the cluster's recorded session, if that session is still a Ray head's; else none.
+
+    A state file can outlive its cluster (a reboot): the session id may since belong to unrelated processes, which
+    must never be counted as the cluster, let alone signalled."""
+    pids = session_pids(cluster.session_id)
+    names = process_names(pids).values()
+    is_ray = any(n in ("ray", "gcs_server", "raylet") or n.startswith(("ray::", "ray-")) for n in names)
+    return pids if is_ray else []
 
 
 def process_names(pids: list[int]) -> dict[int, str]:

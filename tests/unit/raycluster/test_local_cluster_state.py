@@ -112,3 +112,43 @@ def test_status_of_a_cluster_whose_processes_are_gone(tmp_path, capsys):
 ])
 def test_process_names(argv, name):
     assert _describe(argv) == name
+
+
+def test_a_stale_record_whose_session_is_now_someone_elses_is_never_signalled(tmp_path, capsys):
+    import subprocess
+
+    # an unrelated program in its own session: what a recycled session id could name after a reboot
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        (tmp_path / "ray").mkdir()
+        (tmp_path / "ray" / "theirs.txt").write_text("not the cluster's")
+        state = tmp_path / "cluster.json"
+        _cluster(tmp_path, session_id=other.pid).save(state)
+        assert main(["cluster", "status", "--json", "--state-file", str(state)]) == 1
+        assert '"up": false' in capsys.readouterr().out
+        assert main(["cluster", "down", "--state-file", str(state)]) == 0
+        assert "no longer running; removed the stale record" in capsys.readouterr().out
+        assert other.poll() is None and (tmp_path / "ray" / "theirs.txt").exists() and not state.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_ctrl_c_while_the_head_starts_leaves_nothing_running(tmp_path, monkeypatch):
+    import wanray.raycluster.local as local
+
+    fake_ray = tmp_path / "ray"
+    fake_ray.write_text("#!/bin/sh\nexec sleep 300\n")  # stands in for `ray start --head --block`
+    fake_ray.chmod(0o755)
+    monkeypatch.setattr(local, "ray_executable", lambda: str(fake_ray))
+    sessions = []
+
+    def interrupted(cluster):  # the user presses Ctrl-C during the wait for the head node
+        sessions.append(cluster.session_id)
+        assert local.session_pids(cluster.session_id)  # the head's session is running
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "head_node_alive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        start_head(num_cpus=1, auth="disabled", port=0, dashboard_port=0, timeout_s=60, work_dir=str(tmp_path))
+    assert sessions and local.session_pids(sessions[0]) == []
