@@ -104,8 +104,8 @@ def register(sub) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from wanray.config import GenerationConfig, ModelConfig
-    from wanray.generation import WanGenerator
-    from wanray.inputs import InvalidInput, check_frames, check_size, load_image
+    from wanray.generation import FP8_STORAGE_NO_LORA, WanGenerator, resolve_model
+    from wanray.inputs import InvalidInput, prepare
     from wanray.specs import DEFAULT_NEGATIVE_PROMPT
 
     vace_video = args.vace_video
@@ -137,14 +137,13 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     if args.few_step:
         gen_config = _few_step(gen_config, args)
-    # Cheap checks first, before minutes of model loading.
-    check_frames(gen_config.frames)
-    if gen_config.height is not None and gen_config.width is not None:
-        check_size(gen_config.height, gen_config.width)
-    load_image(gen_config.image)
+    # The whole request is checked against the model's spec (its config files only) before minutes of loading.
+    prepare(gen_config, resolve_model(args.model, args.model_spec)[1])
     for lora in gen_config.loras:
         if not Path(lora.path).is_file():
             raise InvalidInput(f"LoRA file {str(lora.path)!r} does not exist")
+    if gen_config.loras and args.fp8_storage:
+        raise InvalidInput(FP8_STORAGE_NO_LORA)
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise InvalidInput(f"--out must end in .mp4, got {out.name!r}")
@@ -179,10 +178,11 @@ def _pose_video(args: argparse.Namespace) -> list:
     """The named dance's OpenPose skeleton at the output size, frame count and fps."""
     from wanray.datasets.pose import DANCE_NAMES, render_pose_video
     from wanray.generation import resolve_model
-    from wanray.inputs import InvalidInput
+    from wanray.inputs import InvalidInput, check_fps
 
     if args.dance not in DANCE_NAMES:
         raise InvalidInput(f"unknown dance {args.dance!r}; choose one of: {', '.join(DANCE_NAMES)}")
+    check_fps(args.fps)
     _, spec = resolve_model(args.model, args.model_spec)
     height = args.height if args.height is not None else spec.default_height
     width = args.width if args.width is not None else spec.default_width

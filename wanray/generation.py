@@ -38,6 +38,10 @@ PUBLISHED_FOLDERS = {"wan2.1-i2v-14b-720p": "Wan2.1-I2V-14B-720P", "wan2.2-i2v-a
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
 
 
+# fp8-stored linears are not nn.Linear, so DiffSynth's LoRA wrappers and .diff deltas cannot reach them
+FP8_STORAGE_NO_LORA = "LoRAs cannot be applied to fp8-stored weights (--fp8-storage); drop one of the two"
+
+
 def resolve_model(model: str, model_spec: str | None = None) -> tuple[Path, ModelSpec]:
     """A spec name or a directory -> (directory, spec). Never downloads anything."""
     if model == "embedded":
@@ -173,6 +177,8 @@ class WanGenerator:
         for lora in loras:
             if not Path(lora.path).is_file():
                 raise FileNotFoundError(f"LoRA file {str(lora.path)!r} does not exist")
+        if loras and self.fp8_storage:
+            raise InvalidInput(FP8_STORAGE_NO_LORA)
         loras = tuple(lora.resolved() for lora in loras)  # "auto": the expert the file's metadata names
         if loras == self.loras:
             return

@@ -15,6 +15,7 @@ from wanray.video import fit, read_video
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "MPO")
 MIN_IMAGE_SIDE = 16
+MAX_SEED = 2**63 - 2  # torch's generator takes a signed 64-bit seed; the renoise sampler also seeds with seed + 1
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: larger than any phone photo, small enough to decode safely
 MAX_SIDE = 2048
 MAX_FRAMES = 241
@@ -99,6 +100,11 @@ def open_image_checked(data: bytes, what: str = "image") -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def check_fps(fps: float) -> None:
+    if not 1 <= fps <= 60:
+        raise InvalidInput(f"fps must be from 1 to 60, got {fps}")
+
+
 def _check_pixels(width: int, height: int, what: str) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise InvalidInput(f"{what} is {width}x{height} = {width * height:,} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
@@ -159,17 +165,20 @@ def prepare(config: GenerationConfig, spec: ModelSpec) -> PreparedRequest:
         raise InvalidInput(f"cfg must be in (0, 30], got {cfg}; 1 turns classifier-free guidance off")
     if config.sampler not in SAMPLERS:
         raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}, got {config.sampler!r}")
-    if not 1 <= config.fps <= 60:
-        raise InvalidInput(f"fps must be from 1 to 60, got {config.fps}")
+    check_fps(config.fps)
     if not isinstance(config.prompt, str):
         raise InvalidInput("prompt must be text")
     if config.tea_cache is not None and not 0 < config.tea_cache < 1:
         raise InvalidInput(f"tea_cache threshold must be in (0, 1), got {config.tea_cache} (0.1-0.3 is typical)")
-    if not isinstance(config.seed, int) or config.seed < 0:
-        raise InvalidInput(f"seed must be a non-negative whole number, got {config.seed!r}")
+    if not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+        raise InvalidInput(f"seed must be a whole number from 0 to {MAX_SEED}, got {config.seed!r}")
     vace_inputs = (config.vace_video, config.vace_video_mask, config.vace_reference_image)
     if any(v is not None for v in vace_inputs) and spec.vace is None:
         raise InvalidInput(f"model {spec.name!r} has no VACE branch; remove the vace_* inputs")
+    if config.vace_reference_image is not None and spec.dit.has_image_input:
+        # DiffSynth prepends the reference as one more latent frame, which an image-to-video DiT's y has no slot for
+        raise InvalidInput(f"model {spec.name!r} is image-to-video: its photo already fixes the character; drop "
+                           "vace_reference_image (a text-to-video VACE model takes one)")
     if config.control_video is not None and spec.dit.in_dim != FUN_CONTROL_IN_DIM:
         raise InvalidInput(
             f"model {spec.name!r} takes no control_video (its DiT has in_dim {spec.dit.in_dim}; a Fun-Control DiT "

@@ -73,3 +73,23 @@ def test_vae_dtype_reaches_the_generator_and_a_wrong_one_is_refused(photo, tmp_p
     with pytest.raises(SystemExit) as exit:  # argparse's usage error
         main([*common, "--vae-dtype", "fp16"])
     assert exit.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "steps must be a whole number from 1"),
+    (["--fps", "0"], "fps must be from 1 to 60"),  # the demo renders its dance at this rate: checked before
+    (["--seed", str(2**64)], "seed must be a whole number from 0"),
+    (["--vace-reference", "PHOTO"], "is image-to-video"),
+    (["--fp8-storage", "--lora", "PHOTO"], "LoRAs cannot be applied to fp8-stored weights"),  # any existing file
+])
+def test_a_bad_request_is_refused_before_the_model_loads(photo, tmp_path, capsys, monkeypatch, flags, message):
+    import wanray.generation
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the request was checked")
+
+    monkeypatch.setattr(wanray.generation.WanGenerator, "load", no_loading)
+    flags = [str(photo) if f == "PHOTO" else f for f in flags]
+    assert main(["demo", "--out", str(tmp_path / "a.mp4"), "--frames", "5", "--no-progress", *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
