@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import pickle
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -235,6 +237,7 @@ class DeepSpeedEngine(Engine):
         self.module.save_checkpoint(str(directory), tag=STATE_TAG, exclude_frozen_parameters=True)
 
     def load(self, directory: Path) -> None:
+        check_deepspeed_files(Path(directory) / STATE_TAG)
         path, _ = self.module.load_checkpoint(
             str(directory), tag=STATE_TAG, load_module_strict=False, load_optimizer_states=True,
             load_lr_scheduler_states=True,
@@ -262,3 +265,37 @@ def build_engine(module: torch.nn.Module, strategy: StrategySettings, optim: Opt
     if strategy.engine == "deepspeed":
         return DeepSpeedEngine(module, strategy, optim, total_steps, dtype, device, micro_batch)
     return DDPEngine(module, optim, total_steps, dtype, device)
+
+
+# DeepSpeed's own state classes in its checkpoint files (ZeRO 2 and 3, optimizer offload or not; fp16's scalers)
+DEEPSPEED_STATE_CLASSES = (
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
+
+
+def check_deepspeed_files(directory: Path) -> None:
+    """Read every checkpoint file with torch's weights-only unpickler before DeepSpeed loads it whole.
+
+    DeepSpeed resumes with ``torch.load(weights_only=False)``: a file swapped in the run's folder would run code on
+    every worker. Tensors, containers and ``DEEPSPEED_STATE_CLASSES`` pass; anything else is refused, named."""
+    import importlib
+
+    allowed = []
+    for name in DEEPSPEED_STATE_CLASSES:
+        module, _, attr = name.rpartition(".")
+        with contextlib.suppress(ImportError, AttributeError):  # a DeepSpeed without one cannot have written it
+            allowed.append(getattr(importlib.import_module(module), attr))
+    for path in sorted(Path(directory).glob("*.pt")):
+        try:
+            with torch.serialization.safe_globals(allowed):
+                torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            raise ValueError(f"{path}: refused to resume from it: it holds {found.group(1) if found else 'an object'}, "
+                             "beyond tensors and DeepSpeed's own state, and loading it would run it") from e
+        except (RuntimeError, OSError) as e:  # not torch.save's zip format: DeepSpeed never writes that
+            raise ValueError(f"{path}: refused to resume from it: not a torch checkpoint file ({e})") from e
+

@@ -137,7 +137,7 @@ def read_pth(path: Path) -> dict:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
             obj = next(iter(obj.values()))  # {"state_dict": {...}} / {"model_state": {...}}
-        else:
+        if not all(isinstance(v, torch.Tensor) for v in obj.values()) if isinstance(obj, dict) else True:
             raise ModelFileError(f"{path}: expected a dict of tensors (a state dict)")
     return obj
 

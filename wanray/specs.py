@@ -313,7 +313,10 @@ def spec_for_dir(model_dir: Path) -> ModelSpec:
     model_dir = Path(model_dir)
     own = model_dir / SPEC_FILE
     if own.is_file():
-        return ModelSpec.from_dict(json.loads(own.read_text()))
+        try:
+            return ModelSpec.from_dict(json.loads(own.read_text()))
+        except (ValueError, TypeError, KeyError) as e:  # bad JSON, or fields that are not a spec's
+            raise ValueError(f"{own}: not a valid model spec ({type(e).__name__}: {e})") from e
     for build in (wan22_i2v_a14b, wan21_i2v_14b_720p):
         spec = build()
         config_dirs = [model_dir / d for d in spec.expert_dirs] or [model_dir]

@@ -134,3 +134,21 @@ def test_index_naming_absent_shard(tmp_path, tiny_model_dir, tiny_spec):
     index_path.write_text(json.dumps(index))
     with pytest.raises(ModelFileError, match="names shard"):
         check_model_dir(root, tiny_spec)
+
+
+@pytest.mark.parametrize("content", [{"model_state": {"a": 1}}, {"a": 1}, [torch.zeros(2)]])
+def test_a_pth_that_is_not_a_state_dict_is_named(tmp_path, content):
+    path = tmp_path / "weights.pth"
+    torch.save(content, path)
+    with pytest.raises(ModelFileError, match="weights.pth: expected a dict of tensors"):
+        read_pth(path)
+
+
+def test_a_broken_spec_file_is_named(tmp_path, tiny_model_dir):
+    from wanray.specs import SPEC_FILE, spec_for_dir
+
+    root = _copy(tiny_model_dir, tmp_path / "m")
+    for text in ('{"name": ', '{"name": "x", "not_a_field": 1}'):
+        (root / SPEC_FILE).write_text(text)
+        with pytest.raises(ValueError, match=f"{SPEC_FILE}: not a valid model spec"):
+            spec_for_dir(root)
