@@ -208,7 +208,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     _progress(dist, f"{dist.world} worker(s) on {device}: {plan.total_steps} steps ({plan.steps_per_pass} per pass, "
                     f"{plan.rows_per_worker} rows per worker per pass), {config.method}, inputs from {plan.source}")
 
-    total_steps, started = plan.total_steps, time.perf_counter()
+    # the time budget spans restarts and reruns: a resumed run counts the time its checkpoint says it trained
+    total_steps, started = plan.total_steps, time.perf_counter() - state.train_seconds
+    if config.max_time_s and state.train_seconds >= config.max_time_s:
+        _progress(dist, f"max_time_s={config.max_time_s:g} was spent by step {state.step} ({state.train_seconds:.0f} s "
+                        "trained): nothing left to train")
+        total_steps = min(total_steps, state.step)
     while state.step < total_steps:
         rows = rows_of_pass(state.pass_index)
         for rows_done, batch in _micro_batches(rows, batch_size, state.rows_done, rows_per_pass):
@@ -255,6 +260,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     scores = validator.run(state.step, model.module) if validator else {}
                 metrics.update(scores)
             state.history.append(metrics)
+            state.train_seconds = time.perf_counter() - started
             if writer is not None:
                 for key in ("loss", "lr", "samples_per_s"):
                     writer.add_scalar(f"train/{key}", metrics[key], state.step)

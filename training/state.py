@@ -21,6 +21,7 @@ class TrainerState:
     rows_done: int = 0  # rows of pass ``pass_index`` already trained on, per worker
     samples_seen: int = 0  # over all workers
     history: list[dict] = field(default_factory=list)  # logged metrics, for plots and tests
+    train_seconds: float = 0.0  # training time so far, over every start of the run (max_time_s counts all of it)
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / STATE_FILE

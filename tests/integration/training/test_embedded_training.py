@@ -41,6 +41,14 @@ def test_vae_then_dit_stage_write_a_model_trained_from_the_latent_cache(tiny_dan
     state = TrainerState.load(latest)
     assert state.step == 10 and state.samples_seen == 20
     assert (state.pass_index, state.rows_done) == (3, 2)  # 10 steps = 3 passes of 3 steps, then 1 step of 2 rows
+    assert state.train_seconds > 0.001
+    # the same command again resumes with the budget already spent: no more steps, the same weights
+    dit_file = out / "model" / "diffusion_pytorch_model-00001-of-00001.safetensors"
+    trained = load_file(str(dit_file))
+    assert main(["--stage", "dit", *common, "--steps", "500", "--frames", "5", "--max-seconds", "0.001",
+                 "--save-every", "100", "--batch", "2", "--set", "strategy.gradient_checkpointing=false"]) == 0
+    assert max(p for p in (out / "dit_stage").glob("checkpoint_*") if p.is_dir()) == latest
+    assert all(torch.equal(v, load_file(str(dit_file))[k]) for k, v in trained.items())
     run_config = json.loads((out / "dit_stage" / "train_config.json").read_text())
     assert run_config["data"]["batch_size"] == 2 and run_config["strategy"]["gradient_checkpointing"] is False
     assert list((out / "latents").glob("*/train.json"))  # encoded once, by the trained VAE
