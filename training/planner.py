@@ -73,6 +73,7 @@ class Setup:
     frames: int = 49
     height: int = 720
     width: int = 1280
+    batch: int = 1  # samples per micro-batch: every activation term scales with it
     implementation: str = "wanray"
 
     @classmethod
@@ -94,6 +95,7 @@ class Setup:
             recompute_attention=config.strategy.recompute_attention,
             encoders_on_gpu=config.data.latent_cache is None,
             frames=config.data.frames, height=config.data.height, width=config.data.width,
+            batch=config.data.batch_size,
         )
 
     @property
@@ -193,7 +195,7 @@ def estimate(setup: Setup) -> Estimate:
     if setup.encoders_on_gpu:
         parts["encoders (umT5, VAE, CLIP)"] = 2 * encoder_parameter_count(spec) / GIB
 
-    tokens = setup.tokens
+    tokens = setup.tokens * setup.batch  # activations are per token of every sample in the micro-batch
     block_layers = layers + (len(spec.vace.layers) if setup.uses_vace and spec.vace else 0)
     if setup.checkpointing:
         if not setup.checkpoint_offload:

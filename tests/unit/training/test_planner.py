@@ -53,3 +53,16 @@ def test_memory_levers_move_the_budget_the_right_way():
     wan22 = Setup(spec=wan22_i2v_a14b(), method="lora", engine="deepspeed", workers=8)
     assert estimate(replace(wan22, other_experts_on_gpu=1)).total - estimate(wan22).total > 25  # a 14B expert, bf16
     assert usable_gib(80) == pytest.approx(79.65, abs=0.01)
+
+
+def test_a_larger_micro_batch_takes_its_activations_as_many_times():
+    from wanray.training.config import apply_overrides
+
+    one = Setup.from_config(apply_overrides(get_preset("wan21_i2v_720p_lora"), ["data.latent_cache=/x"]))
+    four = Setup.from_config(apply_overrides(get_preset("wan21_i2v_720p_lora"), ["data.latent_cache=/x",
+                                                                                 "data.batch_size=4"]))
+    assert (one.batch, four.batch) == (1, 4)
+    per_sample = {k: v for k, v in estimate(one).parts.items() if estimate(four).parts[k] != v}
+    assert per_sample and all(estimate(four).parts[k] == pytest.approx(4 * v) for k, v in per_sample.items())
+    assert fits(one, 80) and not fits(four, 80)  # 70 GiB at batch 1: the batch of 4 does not fit an 80 GB card
+    assert max_frames(four, 80) < max_frames(one, 80)
