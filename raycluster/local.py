@@ -323,10 +323,12 @@ def stop(cluster: LocalCluster, grace_s: float = 10, keep_log: bool = False) -> 
     deadline = time.monotonic() + 5
     while session_pids(cluster.session_id) and time.monotonic() < deadline:
         time.sleep(0.1)
-    shutil.rmtree(cluster.temp_dir, ignore_errors=True)
-    if cluster.log_file and not keep_log:
-        Path(cluster.log_file).unlink(missing_ok=True)
-    return session_pids(cluster.session_id)
+    leftovers = session_pids(cluster.session_id)
+    if not leftovers:  # a process that survived may still be writing there
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+        if cluster.log_file and not keep_log:
+            Path(cluster.log_file).unlink(missing_ok=True)
+    return leftovers
 
 
 def _signal(pid: int, sig: int) -> None:

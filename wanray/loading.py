@@ -96,7 +96,15 @@ def discover(root: Path, spec: ModelSpec) -> ModelFiles:
         return path
 
     tokenizer_dir = need(root / TOKENIZER_DIR, f"tokenizer folder ({TOKENIZER_DIR}/ with tokenizer.json)")
-    need(tokenizer_dir / "tokenizer.json", "tokenizer.json of the umT5 tokenizer")
+    # both are read when the pipeline is built, after every weight has loaded: checked now
+    need(tokenizer_dir / "tokenizer_config.json", "tokenizer_config.json of the umT5 tokenizer (its padding token)")
+    tokenizer = need(tokenizer_dir / "tokenizer.json", "tokenizer.json of the umT5 tokenizer")
+    try:
+        parsed = json.loads(tokenizer.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{tokenizer}: not valid JSON ({e})") from e
+    if not isinstance(parsed, dict) or not {"model", "added_tokens"} <= parsed.keys():
+        raise ModelFileError(f"{tokenizer}: not a Hugging Face tokenizers file (no 'model' or 'added_tokens')")
     return ModelFiles(
         root=root,
         dit_shards=[find_dit_shards(d) for d in dit_dirs],

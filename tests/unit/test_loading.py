@@ -152,3 +152,22 @@ def test_a_broken_spec_file_is_named(tmp_path, tiny_model_dir):
         (root / SPEC_FILE).write_text(text)
         with pytest.raises(ValueError, match=f"{SPEC_FILE}: not a valid model spec"):
             spec_for_dir(root)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("drop tokenizer_config.json", "missing tokenizer_config.json"),
+    ("cut tokenizer.json", "tokenizer.json: not valid JSON"),
+    ("empty tokenizer.json", "tokenizer.json: not a Hugging Face tokenizers file"),
+])
+def test_a_broken_tokenizer_is_named_before_any_weight_loads(tmp_path, tiny_model_dir, tiny_spec, damage, message):
+    root = _copy(tiny_model_dir, tmp_path / "m")
+    folder = root / TOKENIZER_DIR
+    if damage.startswith("drop"):
+        (folder / "tokenizer_config.json").unlink()
+    elif damage.startswith("cut"):
+        text = (folder / "tokenizer.json").read_text()
+        (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    else:
+        (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelFileError, match=message):
+        check_model_dir(root, tiny_spec)
