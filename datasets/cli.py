@@ -146,23 +146,30 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from wanray.datasets.schema import RowError, parse_row, read_records
+    from wanray.datasets.schema import RowError, duplicate_ids, parse_row, read_records
     from wanray.datasets.split import split_counts
 
     _, records = read_records(args.root)
+    duplicated = duplicate_ids(records)
     ids, unreadable = [], 0
     for line, record in records:
         try:
-            ids.append(parse_row(record, line).id)
+            entry_id = parse_row(record, line).id
         except RowError:
             unreadable += 1
+            continue
+        if entry_id in duplicated:  # counted as unreadable, like any row the schema rejects
+            unreadable += 1
+        else:
+            ids.append(entry_id)
     counts = {**split_counts(ids), "unreadable_rows": unreadable}
     if args.json:
         print(json.dumps(counts))
     else:
         print(
             f"train {counts['train']}  test {counts['test']}  total {counts['total']}"
-            + (f"  (+{unreadable} rows that fail the schema; run `wanray datasets validate`)" if unreadable else "")
+            + (f"  (+{unreadable} rows that fail the schema or share an id; run `wanray datasets validate`)"
+               if unreadable else "")
         )
     return 0
 
