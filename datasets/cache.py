@@ -108,11 +108,12 @@ def entry_digests(root: Path | str, entries: list[dict]) -> dict[str, str]:
     return out
 
 
-def _split_digests(dataset: Path | str, split: str) -> dict[str, str]:
+def _split_digests(dataset: Path | str, split: str, excluded: frozenset[str]) -> dict[str, str]:
     from wanray.datasets.ingest import IngestConfig, entry_table
     from wanray.datasets.schema import MEDIA_COLUMNS
 
-    return entry_digests(dataset, entry_table(IngestConfig(root=Path(dataset), split=split, media=MEDIA_COLUMNS)))
+    ingest = IngestConfig(root=Path(dataset), split=split, media=MEDIA_COLUMNS, exclude_ids=excluded)
+    return entry_digests(dataset, entry_table(ingest))
 
 
 def stale_entries(meta: dict, current: dict[str, str]) -> list[str]:
@@ -131,9 +132,10 @@ def cache_mismatch(cache_dir: Path | str, model: str, shape, split: str = "train
     markers = [_marker(cache_dir, fp, s) for s in (split, "all") if _marker(cache_dir, fp, s).is_file()]
     if not markers:
         return f"latent cache {cache_dir} holds no {split!r} cache for {model} at {as_shape(shape)}"
-    current = _split_digests(dataset, split)
     for marker in markers:
-        stale = stale_entries(json.loads(marker.read_text()), current)
+        meta = json.loads(marker.read_text())
+        # the rows a validation report quarantined stay out, as when the cache was made (they may fail the schema)
+        stale = stale_entries(meta, _split_digests(dataset, split, frozenset(meta.get("excluded", ()))))
         if not stale:
             return None
     return f"latent cache {marker} is older than {dataset}: {_changed(stale)} (e.g. {', '.join(stale[:3])})"

@@ -44,3 +44,20 @@ def test_reading_without_a_fingerprint_is_refused_when_caches_of_two_models_coul
         (tmp_path / fp / f"{split}.json").write_text(json.dumps({"fingerprint": fp, "split": split}))
     with pytest.raises(ValueError, match=f"several models or shapes .*{min(a, b)}.*pass fingerprint="):
         read_latent_cache(tmp_path, "train")
+
+
+def test_a_cache_made_without_a_reports_quarantine_matches_its_set_bad_rows_and_all(fresh_set, tmp_path):
+    from wanray.datasets.cache import _marker, cache_mismatch, entry_digests
+    from wanray.datasets.ingest import IngestConfig, entry_table
+    from wanray.datasets.schema import read_records, write_manifest
+
+    shape = VideoShape(height=32, width=32, frames=5, fps=15)
+    good = entry_table(IngestConfig(root=fresh_set, split="all"))
+    marker = _marker(tmp_path, fingerprint("embedded", shape), "all")  # as build_cache writes it, without encoding
+    marker.parent.mkdir()
+    records = [r for _, r in read_records(fresh_set)[1]]
+    bad = {**random.choice(records), "id": "quarantined-1", "prompt": ""}  # fails the schema: an empty prompt
+    write_manifest(fresh_set, [*records, bad])
+    marker.write_text(json.dumps({"fingerprint": marker.parent.name, "split": "all",
+                                  "entries": entry_digests(fresh_set, good), "excluded": ["quarantined-1"]}))
+    assert cache_mismatch(tmp_path, "embedded", shape, "all", dataset=fresh_set) is None
