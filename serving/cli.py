@@ -75,7 +75,10 @@ def deploy_config(args: argparse.Namespace, redis_url: str) -> dict:
     overrides = {"redis_url": redis_url, "store_uri": str(Path(args.store or "outputs/serving").resolve())
                  if "://" not in (args.store or "") else args.store}
     if args.model:  # a folder given relative to here: replicas run elsewhere, so they get its absolute path
-        model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+        from wanray.specs import NAMED_SPECS
+
+        folder = args.model not in NAMED_SPECS and Path(args.model).is_dir()
+        model = str(Path(args.model).resolve()) if folder else args.model
         overrides["model"] = {**app["args"].get("model", {}), "model": model}
     if args.lora_dir:
         overrides["lora_dir"] = str(Path(args.lora_dir).resolve())

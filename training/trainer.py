@@ -42,7 +42,10 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     def absolute(path: str | None) -> str | None:
         return str(Path(path).expanduser().resolve()) if path else path
 
-    model = absolute(config.model) if Path(config.model).expanduser().is_dir() else config.model  # else a spec name
+    from wanray.specs import NAMED_SPECS
+
+    named = config.model in NAMED_SPECS  # a spec name, even beside a folder of that name
+    model = absolute(config.model) if not named and Path(config.model).expanduser().is_dir() else config.model
     return replace(config, output_dir=absolute(config.output_dir), model=model,
                    data=replace(config.data, latent_cache=absolute(config.data.latent_cache)))
 
