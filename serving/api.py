@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import math
 import random
@@ -229,14 +230,15 @@ def create_api(services: ApiServices) -> FastAPI:
     )
     async def submit(request: Request):
         """Submit a photo and what to make of it. Optional header ``Idempotency-Key``: a retried POST with the
-        same key returns the same job instead of making a second one."""
+        same key returns the same job instead of making a second one; the key on a different request is a 422."""
         params, image_bytes = await parse_video_request(request, config.max_upload_bytes)
         idem = request.headers.get("idempotency-key")
         if idem is not None and not (0 < len(idem) <= MAX_IDEMPOTENCY_KEY and idem.isprintable()):
             raise InvalidInput(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
         run_params = await run_in_threadpool(job_params, params, image_bytes, services)
+        sent = hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode() + image_bytes)
         view, created = await run_in_threadpool(_admit, services, run_params, image_bytes, idem,
-                                                str(request.base_url))
+                                                str(request.base_url), sent.hexdigest())
         return JSONResponse(view.model_dump(mode="json"), status_code=202 if created else 200,
                             headers={"Location": f"{request.base_url}v1/videos/{view.id}"})
 
@@ -280,17 +282,20 @@ def create_api(services: ApiServices) -> FastAPI:
 
 
 def _admit(services: ApiServices, params: dict, image_bytes: bytes, idem: str | None,
-           base: str) -> tuple[JobView, bool]:
+           base: str, request_sha: str) -> tuple[JobView, bool]:
     """Store the photo, take a place in the bounded queue, hand the job to the broker."""
     config, jobs = services.config, services.jobs
     job_id = new_job_id()
     key = input_key(job_id)
     services.store.put_bytes(key, image_bytes)  # before the job exists, so no replica can miss it
     admission = jobs.admit(job_id, params=params, input_key=key, max_queue=config.max_queued_jobs,
-                           idempotency_key=idem)
+                           idempotency_key=idem, request_sha=request_sha)
     if admission.outcome != "ok":
         services.store.delete(key)
     if admission.outcome == "exists":
+        if jobs.request_sha_of(admission.job_id) not in ("", request_sha):  # a key reused, not a retry
+            raise InvalidInput(f"Idempotency-Key {idem!r} was already used for a different request (job "
+                               f"{admission.job_id}); send a new key for a new request")
         return job_view(jobs.get(admission.job_id), services, base), False
     if admission.outcome == "full":
         services.metrics.rejected("queue_full")

@@ -207,11 +207,12 @@ class JobStore:
 
     # -- ingress side --
     def admit(self, job_id: str, *, params: dict, input_key: str, max_queue: int,
-              idempotency_key: str | None = None) -> Admission:
-        """Record a new queued job if the active set has room (atomic with the check)."""
+              idempotency_key: str | None = None, request_sha: str = "") -> Admission:
+        """Record a new queued job if the active set has room (atomic with the check). ``request_sha`` names the
+        request as sent, so a reused idempotency key can be told from a retry (``request_sha_of``)."""
         now = time.time()
         fields = {"id": job_id, "status": JobStatus.queued.value, "created_at": repr(now),
-                  "params": json.dumps(params), "input_key": input_key, "attempt": "0"}
+                  "params": json.dumps(params), "input_key": input_key, "attempt": "0", "request_sha": request_sha}
         flat = [x for kv in fields.items() for x in kv]
         idem = f"{self.prefix}idem:{idempotency_key}" if idempotency_key else ""
         outcome, value = self._admit(keys=[self.job_key(job_id), self.active_key, idem],
@@ -219,6 +220,10 @@ class JobStore:
         if outcome == "full":
             return Admission(outcome="full", depth=int(value))
         return Admission(outcome=outcome, job_id=value)
+
+    def request_sha_of(self, job_id: str) -> str:
+        """The ``request_sha`` a job was admitted with ("" for jobs recorded before it was kept)."""
+        return self.r.hget(self.job_key(job_id), "request_sha") or ""
 
     def get(self, job_id: str) -> JobRecord | None:
         data = self.r.hgetall(self.job_key(job_id))

@@ -268,11 +268,19 @@ def test_unknown_jobs_are_404(client):
     assert_clean_error(client.delete("/v1/videos/0123456789abcdef0123456789abcdef"), 404)
 
 
-def test_idempotency_key_returns_the_same_job(client, services, photo_bytes):
+def test_idempotency_key_returns_the_same_job(client, services, photo_bytes, make_photo):
     first = submit_with_key(client, photo_bytes, "order-17")
     second = submit_with_key(client, photo_bytes, "order-17")
     assert first.status_code == 202 and second.status_code == 200
     assert first.json()["id"] == second.json()["id"]
+    assert queue_length(services) == 1 and services.jobs.depth() == 1
+    # the same key on another request is a mistake, not a retry: refused, naming the job the key belongs to
+    other_photo = submit_with_key(client, make_photo(width=48, height=48), "order-17")
+    assert_clean_error(other_photo, 422, "already used for a different request", first.json()["id"])
+    other_dance = client.post("/v1/videos", files={"photo": ("me.png", photo_bytes, "image/png")},
+                              data={"dance": "wave", "frames": "5", "steps": "1"},
+                              headers={"Idempotency-Key": "order-17"})
+    assert_clean_error(other_dance, 422, "different request")
     assert queue_length(services) == 1 and services.jobs.depth() == 1
     assert submit_with_key(client, photo_bytes, "order-18").json()["id"] != first.json()["id"]
     assert_clean_error(submit_with_key(client, photo_bytes, "x" * 200), 422, "Idempotency-Key")
