@@ -46,6 +46,7 @@ class RunPlan:
     total_steps: int
     source: str  # "cache" or "pixels"
     source_reason: str
+    rows_unused_per_pass: int = 0  # the split's remainder and each worker's rows short of a whole step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,4 +66,5 @@ def make_plan(*, rows: int, num_workers: int, grad_accum: int, repeat: int, epoc
     if max_steps is not None:
         total = min(total, max_steps)
     return RunPlan(rows=rows, rows_per_worker=rows_per_worker, steps_per_pass=steps_per_pass, total_steps=total,
-                   source=source, source_reason=source_reason)
+                   source=source, source_reason=source_reason,
+                   rows_unused_per_pass=rows - num_workers * steps_per_pass * grad_accum * batch_size)

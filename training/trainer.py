@@ -64,6 +64,11 @@ def prepare(config: TrainConfig) -> tuple[TrainConfig, dict, RunPlan]:
     log.info("plan: %d training rows, %d steps (%d per pass x %d passes%s), inputs from %s (%s)", plan.rows,
              plan.total_steps, plan.steps_per_pass, config.data.repeat * config.epochs,
              f", capped by max_steps={config.max_steps}" if config.max_steps else "", plan.source, plan.source_reason)
+    if plan.rows_unused_per_pass and not config.data.shuffle_buffer:
+        log.warning("plan: %d of the %d rows fall outside whole steps in every pass, and with data.shuffle_buffer=0 "
+                    "(file order) they are the same rows each time: never trained. Set data.shuffle_buffer (e.g. 64), "
+                    "or make the row count a multiple of workers x grad_accum x batch_size",
+                    plan.rows_unused_per_pass, plan.rows)
     return config, data.datasets, plan
 
 

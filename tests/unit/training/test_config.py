@@ -89,6 +89,7 @@ def test_the_plan_counts_steps_in_batches_of_rows():
     common = dict(repeat=2, epochs=3, max_steps=None, source="cache", source_reason="")
     plan = make_plan(rows=101, num_workers=2, grad_accum=3, batch_size=4, **common)
     assert (plan.rows_per_worker, plan.steps_per_pass, plan.total_steps) == (50, 4, 24)  # 50 // (3 x 4), x 2 x 3
+    assert plan.rows_unused_per_pass == 101 - 2 * 4 * 3 * 4  # the split's remainder, and 2 rows per worker
     assert make_plan(rows=101, num_workers=2, grad_accum=3, **common).steps_per_pass == 16  # batch_size 1
     with pytest.raises(ValueError, match="2 workers x 3 accumulation steps x 16 per batch"):
         make_plan(rows=95, num_workers=2, grad_accum=3, batch_size=16, **common)
