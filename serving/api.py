@@ -329,35 +329,30 @@ def prune_orphans(services: ApiServices, *, grace_s: float = 3600.0, now: float 
     return deleted
 
 
-class StoreJanitor(threading.Thread):
-    """Runs ``prune_orphans`` every hour on each ingress replica (deletes are idempotent, so replicas may overlap)."""
+def prune_and_log(services: ApiServices) -> None:
+    if deleted := prune_orphans(services):
+        log.info("store: deleted %d videos and photos whose jobs have expired", deleted)
 
-    def __init__(self, services: ApiServices, every_s: float = 3600.0):
-        super().__init__(daemon=True, name="wanray-janitor")
-        self.services, self.every_s = services, every_s
+
+def publish_depth(services: ApiServices) -> None:
+    """The queue depth gauge (published on a timer, so scrapes see it even when nobody submits)."""
+    counts = services.jobs.active_counts()
+    services.metrics.queue_depth(counts["queued"], counts["running"])
+
+
+class Every(threading.Thread):
+    """A daemon thread running ``task`` every ``every_s`` seconds until ``stop_event`` is set; a run that fails is
+    logged at ``failure_level`` and the next one tries again."""
+
+    def __init__(self, every_s: float, task: Callable[[], None], name: str, failure_level: int = logging.WARNING):
+        super().__init__(daemon=True, name=name)
+        self.every_s, self.task, self.failure_level = every_s, task, failure_level
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every_s):
             try:
-                if deleted := prune_orphans(self.services):
-                    log.info("store: deleted %d videos and photos whose jobs have expired", deleted)
+                self.task()
             except Exception:
-                log.warning("store: pruning failed; trying again in %.0f s", self.every_s, exc_info=True)
-
-
-class DepthReporter(threading.Thread):
-    """Publishes the queue depth gauge every few seconds (scrapes see it even when nobody submits)."""
-
-    def __init__(self, services: ApiServices, every_s: float = 5.0):
-        super().__init__(daemon=True, name="wanray-depth")
-        self.services, self.every_s = services, every_s
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.every_s):
-            try:
-                counts = self.services.jobs.active_counts()
-                self.services.metrics.queue_depth(counts["queued"], counts["running"])
-            except Exception:
-                log.debug("queue depth not published", exc_info=True)
+                log.log(self.failure_level, "%s failed; trying again in %.0f s", self.name, self.every_s,
+                        exc_info=True)

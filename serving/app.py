@@ -32,13 +32,14 @@ class VideoAPI:
     """Stateless HTTP ingress: validates, stores the photo, queues the job; every answer comes from Redis."""
 
     def __init__(self, config: ServeConfig, generator=None):
-        from wanray.serving.api import ApiServices, DepthReporter, StoreJanitor
+        from wanray.serving.api import ApiServices, Every, prune_and_log, publish_depth
 
         self.services = ApiServices.connect(config)
         self.generator = generator  # keeps the consumers in this application's graph; jobs go via the queue
-        self.depth_reporter = DepthReporter(self.services)
+        self.depth_reporter = Every(5.0, lambda: publish_depth(self.services), "wanray-depth", logging.DEBUG)
         self.depth_reporter.start()
-        self.janitor = StoreJanitor(self.services)  # videos go when their job records expire
+        # hourly on each ingress replica: videos go when their job records expire (deletes are idempotent)
+        self.janitor = Every(3600.0, lambda: prune_and_log(self.services), "wanray-janitor")
         self.janitor.start()
 
     def __serve_build_asgi_app__(self):
