@@ -74,12 +74,10 @@ def deploy_config(args: argparse.Namespace, redis_url: str) -> dict:
     app["name"] = APP_NAME
     overrides = {"redis_url": redis_url, "store_uri": str(Path(args.store or "outputs/serving").resolve())
                  if "://" not in (args.store or "") else args.store}
-    if args.model:  # a folder given relative to here: replicas run elsewhere, so they get its absolute path
-        from wanray.specs import NAMED_SPECS
+    if args.model:
+        from wanray.specs import model_for_other_processes
 
-        folder = args.model not in NAMED_SPECS and Path(args.model).is_dir()
-        model = str(Path(args.model).resolve()) if folder else args.model
-        overrides["model"] = {**app["args"].get("model", {}), "model": model}
+        overrides["model"] = {**app["args"].get("model", {}), "model": model_for_other_processes(args.model)}
     if args.lora_dir:
         overrides["lora_dir"] = str(Path(args.lora_dir).resolve())
     if args.few_step_lora:

@@ -39,14 +39,12 @@ def resolve_dataset(config: TrainConfig) -> TrainConfig:
 def absolute_paths(config: TrainConfig) -> TrainConfig:
     """Paths as the driver sees them: Ray Train runs each worker in a session folder of its own, where a relative
     ``outputs/train`` would put the export, logs and validation clips under /tmp/ray/session_*/artifacts."""
+    from wanray.specs import model_for_other_processes
+
     def absolute(path: str | None) -> str | None:
         return str(Path(path).expanduser().resolve()) if path else path
 
-    from wanray.specs import NAMED_SPECS
-
-    named = config.model in NAMED_SPECS  # a spec name, even beside a folder of that name
-    model = absolute(config.model) if not named and Path(config.model).expanduser().is_dir() else config.model
-    return replace(config, output_dir=absolute(config.output_dir), model=model,
+    return replace(config, output_dir=absolute(config.output_dir), model=model_for_other_processes(config.model),
                    data=replace(config.data, latent_cache=absolute(config.data.latent_cache)))
 
 

@@ -301,6 +301,13 @@ NAMED_SPECS = {
 }
 
 
+def model_for_other_processes(model: str) -> str:
+    """``model`` as Ray workers and replicas, which run in folders of their own, must see it: a folder named relative
+    to here becomes its absolute path; a spec name stays a name, even beside a folder of that name."""
+    folder = model not in NAMED_SPECS and Path(model).expanduser().is_dir()
+    return str(Path(model).expanduser().resolve()) if folder else model
+
+
 def get_spec(name: str) -> ModelSpec:
     try:
         return NAMED_SPECS[name]()
