@@ -6,10 +6,10 @@ row that ingest can decode for it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from wanray.inputs import check_frames, check_size
+from wanray.video import nearest_source_frame
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -37,8 +37,7 @@ class VideoShape:
 
     def source_indices(self, source_fps: float) -> list[int]:
         """Which source frames make the output: frame i shows time i / fps (nearest source frame, from 0)."""
-        ratio = source_fps / self.fps
-        return [int(math.floor(i * ratio + 0.5)) for i in range(self.frames)]
+        return [nearest_source_frame(i, source_fps, self.fps) for i in range(self.frames)]
 
     def source_frames_needed(self, source_fps: float) -> int:
         return self.source_indices(source_fps)[-1] + 1

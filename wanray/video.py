@@ -14,25 +14,31 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.BICUBIC)
 
 
+def nearest_source_frame(i: int, source_fps: float, fps: float) -> int:
+    """The source frame nearest to time i / fps: how a clip of ``fps`` is sampled from a file of ``source_fps``
+    (training, evaluation and generation inputs alike)."""
+    return int(math.floor(i * (source_fps / fps) + 0.5))  # the ratio first: the indices training always used
+
+
 def read_video(path: Path | str, max_frames: int | None = None,
                at_fps: float | None = None) -> tuple[list[Image.Image], float]:
     """Frames (RGB PIL images) and frames-per-second of a video file (the file's rate, whatever ``at_fps``).
 
     ``at_fps``: sample the video at this rate, frame i being the source frame nearest to time i / at_fps, as training
-    data is sampled (``wanray.datasets.shape.VideoShape.source_indices``): a 30 fps pose video drives a 15 fps clip
-    at its own speed. ``max_frames`` counts the frames returned."""
+    data is sampled (``nearest_source_frame``): a 30 fps pose video drives a 15 fps clip at its own speed.
+    ``max_frames`` counts the frames returned."""
     import imageio.v3 as iio
 
     path = str(path)
     meta = iio.immeta(path, plugin="pyav") if _has_pyav() else iio.immeta(path)
     fps = float(meta.get("fps") or meta.get("average_rate") or 0) or 15.0
-    ratio = fps / at_fps if at_fps else 1.0  # source frames per returned frame
     frames: list[Image.Image] = []
     for j, frame in enumerate(iio.imiter(path)):
         if max_frames is not None and len(frames) >= max_frames:
             break
         image = None
-        while (max_frames is None or len(frames) < max_frames) and math.floor(len(frames) * ratio + 0.5) == j:
+        while (max_frames is None or len(frames) < max_frames) and nearest_source_frame(len(frames), fps,
+                                                                                        at_fps or fps) == j:
             image = image or Image.fromarray(np.asarray(frame)).convert("RGB")
             frames.append(image)  # a slower source repeats a frame; a faster one skips those no time falls on
     return frames, fps
