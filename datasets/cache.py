@@ -129,7 +129,7 @@ def cache_mismatch(cache_dir: Path | str, model: str, shape, split: str = "train
     holds every entry of ``dataset``'s split as its files are now; else why not."""
     cache_dir = Path(cache_dir)
     fp = fingerprint(model, shape, model_spec)
-    markers = [_marker(cache_dir, fp, s) for s in (split, "all") if _marker(cache_dir, fp, s).is_file()]
+    markers = [m for m in (_marker(cache_dir, fp, s) for s in (split, "all")) if m.is_file()]
     if not markers:
         return f"latent cache {cache_dir} holds no {split!r} cache for {model} at {as_shape(shape)}"
     for marker in markers:
